@@ -1,0 +1,5 @@
+import sys
+
+from edge_msa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""Command line: builds the config and hands over to the runtime. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from edge_msa import __version__
+from edge_msa.config import ConfigError, load_config
+
+log = logging.getLogger("edge_msa")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `run` and `outbox`: config, broker and state."""
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--mqtt-host", dest="mqtt.host")
+    p.add_argument("--mqtt-port", dest="mqtt.port", type=int)
+    p.add_argument("--device-id", dest="device_id")
+    p.add_argument("--state-dir", dest="runtime.state_dir", help="where the outbox lives")
+    p.add_argument(
+        "--log-level", dest="runtime.log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-msa", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edge-msa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="analyse a camera, microphone, media file or the demo clip")
+    _common(run)
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--camera", dest="source.camera", help="camera index or device path")
+    src.add_argument("--media", dest="source.media", help="media file or rtsp:// URL")
+    src.add_argument("--demo", dest="source.demo", action="store_const", const=True,
+                     help="play the bundled demo clip")
+    run.add_argument("--microphone", dest="source.microphone", help="input device index or name")
+    run.add_argument("--no-microphone", dest="source.use_microphone", action="store_const",
+                     const=False, help="with --camera: video only")
+    run.add_argument("--realtime", dest="source.realtime", action="store_const", const=True,
+                     help="pace a file at wall-clock speed")
+    run.add_argument("--output", dest="output.sinks", action="append", choices=["mqtt", "jsonl"],
+                     help="where results go (repeatable; default mqtt); jsonl: stdout")
+    run.add_argument("--output-file", dest="output.jsonl_file", help="also append JSONL here")
+    run.add_argument("--transcript", dest="output.include_transcript", action="store_const",
+                     const=True, help="put the transcript into published results")
+    run.add_argument("--no-transcribe", dest="asr.enabled", action="store_const", const=False,
+                     help="no speech recognition (privacy): text is absent")
+    run.add_argument("--backend", dest="runtime.backend", choices=["cpu", "cuda", "tensorrt"])
+
+    check = sub.add_parser("validate-config", help="check a TOML config file and exit")
+    check.add_argument("file")
+
+    sub.add_parser("schema", help="print the JSON Schema of a sentiment result")
+
+    outbox = sub.add_parser("outbox", help="inspect or deliver results waiting in the outbox")
+    outbox.add_argument("action", choices=["status", "flush"])
+    _common(outbox)
+    outbox.add_argument("--timeout", type=float, default=30.0, help="flush: give up after (s)")
+
+    ev = sub.add_parser("eval", help="evaluate a model on labelled data")
+    ev_sub = ev.add_subparsers(dest="what", required=True)
+    text = ev_sub.add_parser("text", help="the text sentiment model on a label CSV")
+    text.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
+    text.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
+    text.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    text.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "tensorrt"])
+    return parser
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted argparse dests that were given, as a nested dict."""
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if value is None or ("." not in key and key != "device_id"):
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("faster_whisper", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"edge-msa: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "validate-config":
+        cfg = load_config(args.file, environ={})
+        print(f"{args.file}: ok (device_id={cfg.device_id})")
+        return 0
+    if args.command == "schema":
+        from edge_msa.publishing.result import RESULT_SCHEMA
+
+        print(json.dumps(RESULT_SCHEMA, indent=2))
+        return 0
+    if args.command == "eval":
+        return _eval_text(args)
+    cfg = load_config(args.config, cli_overrides(args))
+    _setup_logging(cfg.runtime.log_level)
+    if args.command == "outbox":
+        from edge_msa.runtime.outbox_cmd import outbox_command
+
+        return asyncio.run(outbox_command(cfg, args.action, args.timeout))
+    from edge_msa.runtime.app import run
+
+    return asyncio.run(run(cfg))
+
+
+def _eval_text(args: argparse.Namespace) -> int:
+    from edge_msa.encoders.text import default_model_dir
+    from edge_msa.evaluation.text_eval import evaluate_text, format_table
+
+    _setup_logging("WARNING")
+    try:
+        metrics = evaluate_text(args.labels, args.split, default_model_dir(), args.backend)
+    except (OSError, ValueError) as e:
+        print(f"edge-msa: {e}", file=sys.stderr)
+        return 2
+    print(format_table(metrics))
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

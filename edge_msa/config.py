@@ -1,0 +1,208 @@
+"""Configuration: pydantic models, loaded from TOML, then ``EDGE_MSA_*``
+environment variables, then CLI flags (each layer overrides the one before).
+
+Environment variables name a field by its path with ``__`` between levels,
+e.g. ``EDGE_MSA_MQTT__PORT=1884`` or ``EDGE_MSA_DEVICE_ID=kiosk-1``.
+``EDGE_MSA_DATA`` and ``EDGE_MSA_MODELS`` are not config fields: they locate
+data sets and model folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+ENV_PREFIX = "EDGE_MSA_"
+NOT_CONFIG_ENV = {"EDGE_MSA_DATA", "EDGE_MSA_MODELS"}
+_TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased for the user in one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(_Model):
+    camera: int | str | None = Field(None, description="camera index or device path")
+    microphone: int | str | None = Field(None, description="input device index or name")
+    media: str | None = Field(None, description="media file path or rtsp:// URL")
+    demo: bool = False
+    realtime: bool = False
+    width: int = Field(640, gt=0)
+    height: int = Field(480, gt=0)
+    fps: float = Field(15.0, gt=0)
+    use_microphone: bool = Field(True, description="with --camera, also open the microphone")
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class VadConfig(_Model):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(250, ge=0)
+    hangover_ms: int = Field(500, ge=0)
+    max_utterance_s: float = Field(15.0, gt=1)
+    pad_ms: int = Field(150, ge=0)
+
+
+class AsrConfig(_Model):
+    enabled: bool = Field(True, description="false: no speech recognition (privacy)")
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1)
+    present_min_logprob: float = -0.8
+    absent_min_no_speech: float = Field(0.6, ge=0, le=1)
+
+
+class TextConfig(_Model):
+    model_dir: Path | None = None
+    threads: int = Field(1, ge=1)
+
+
+class MqttConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str = "edge-msa"
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = Field(30, ge=5)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_levels(cls, value: str) -> str:
+        for level in value.split("/"):
+            if not _TOPIC_LEVEL.match(level):
+                raise ValueError(
+                    f"topic levels may use letters, digits, '_', '.', '-' and may not be empty "
+                    f"(got {value!r})"
+                )
+        return value
+
+
+class OutputConfig(_Model):
+    sinks: list[Literal["mqtt", "jsonl"]] = Field(default_factory=lambda: ["mqtt"])
+    jsonl_file: Path | None = Field(None, description="also append each result to this file")
+    include_transcript: bool = False
+
+
+class RuntimeConfig(_Model):
+    backend: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    state_dir: Path = Path("~/.local/state/edge-msa")
+    flush_timeout_s: float = Field(10.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Model):
+    device_id: str = "edge-msa-1"
+    source: SourceConfig = SourceConfig()
+    vad: VadConfig = VadConfig()
+    asr: AsrConfig = AsrConfig()
+    text: TextConfig = TextConfig()
+    mqtt: MqttConfig = MqttConfig()
+    output: OutputConfig = OutputConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not _TOPIC_LEVEL.match(value):
+            raise ValueError(
+                f"use letters, digits, '_', '.', '-' only (it is a topic level; got {value!r})"
+            )
+        return value
+
+
+def describe_error(err: ValidationError, model: type[BaseModel] = Config) -> str:
+    """One line per problem: the field path, what is wrong, what is allowed."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = ", ".join(_fields_at(model, e["loc"][:-1]))
+            lines.append(f"{path}: unknown field; allowed here: {allowed}")
+        else:
+            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested dict from ``EDGE_MSA_A__B=value`` variables."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in NOT_CONFIG_ENV:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        _set_path(out, path, _parse_env_value(value))
+    return out
+
+
+def _parse_env_value(value: str) -> Any:
+    # Lists are given as comma-separated values, e.g. EDGE_MSA_OUTPUT__SINKS=mqtt,jsonl
+    return value.split(",") if "," in value else value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    cli: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """TOML file, then environment, then CLI flags; raises ConfigError."""
+    data: dict[str, Any] = read_toml(path) if path else {}
+    data = merge(data, env_overrides(environ))
+    data = merge(data, cli or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"config error{where}: {describe_error(e)}") from None

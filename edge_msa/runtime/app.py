@@ -1,0 +1,103 @@
+"""Builds the pipeline from a Config and runs it until the media ends or a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from edge_msa.config import Config
+from edge_msa.publishing.outbox import Outbox, OutboxError
+from edge_msa.publishing.sinks import JsonlFileSink, JsonlSink
+from edge_msa.runtime.analyzer import Analyzer
+from edge_msa.runtime.pipeline import Pipeline
+from edge_msa.sources import SourceError, build_sources
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2  # bad config, a source that cannot open, an unusable state dir
+
+
+async def run(cfg: Config) -> int:
+    try:
+        sources = build_sources(cfg.source)
+        for src in sources:
+            await asyncio.to_thread(src.open)
+        outbox = open_outbox(cfg) if "mqtt" in cfg.output.sinks else None
+    except (SourceError, OutboxError) as e:
+        log.error("%s", e)
+        return EXIT_USAGE
+    if not any(s.has_audio for s in sources):
+        log.warning("no audio in %s: text and audio are absent", ", ".join(s.name for s in sources))
+    segmenter, analyzer, model_name = await asyncio.to_thread(load_models, cfg)
+    pipeline = Pipeline(
+        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name
+    )
+    _install_signals(pipeline)
+    try:
+        return await pipeline.run()
+    finally:
+        if outbox is not None:
+            outbox.close()
+
+
+def open_outbox(cfg: Config) -> Outbox:
+    return Outbox(Path(cfg.runtime.state_dir).expanduser() / "outbox.sqlite")
+
+
+def local_sinks(cfg: Config) -> list[JsonlSink]:
+    sinks: list[JsonlSink] = []
+    if "jsonl" in cfg.output.sinks:
+        sinks.append(JsonlSink())
+    if cfg.output.jsonl_file is not None:
+        sinks.append(JsonlFileSink(cfg.output.jsonl_file))
+    return sinks
+
+
+def load_models(cfg: Config):
+    """Every model is loaded once, here, before the first frame is read."""
+    from edge_msa.encoders.text import TextEncoder, default_model_dir
+    from edge_msa.segmentation.segmenter import Segmenter
+    from edge_msa.segmentation.vad import SileroVad
+
+    v = cfg.vad
+    segmenter = Segmenter(
+        SileroVad(backend=cfg.runtime.backend),
+        threshold=v.threshold,
+        min_speech_ms=v.min_speech_ms,
+        hangover_ms=v.hangover_ms,
+        max_utterance_s=v.max_utterance_s,
+        pad_ms=v.pad_ms,
+    )
+    asr = text = None
+    if cfg.asr.enabled:
+        from edge_msa.encoders.asr import SpeechRecognizer
+
+        a = cfg.asr
+        asr = SpeechRecognizer(
+            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech
+        )
+        model_dir = cfg.text.model_dir or default_model_dir()
+        text = TextEncoder(model_dir, cfg.runtime.backend, cfg.text.threads)
+    model_name = f"edge-msa-v0 text:{getattr(text, 'version', 'none')}"
+    return segmenter, Analyzer(asr, text), model_name
+
+
+def _install_signals(pipeline: Pipeline) -> None:
+    loop = asyncio.get_running_loop()
+    seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 1:
+            # The outbox is SQLite in WAL mode: leaving now cannot corrupt it.
+            log.warning("second signal: exiting now")
+            os._exit(128 + signum)
+        log.info("%s: finishing the utterance in flight and flushing", signal.Signals(signum).name)
+        pipeline.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)

@@ -1,0 +1,110 @@
+"""Typed records passed between pipeline stages.
+
+Stages exchange only these dataclasses; none of them knows about queues,
+MQTT or the CLI. Times are seconds on the stream clock: media time for a
+file, seconds since start (``time.monotonic``) for live sources.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+class ModalityState(str, enum.Enum):
+    PRESENT = "present"
+    SIMULATED = "simulated"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono float32 samples at 16 kHz; ``t`` is the time of the first sample."""
+
+    samples: np.ndarray
+    t: float
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """A BGR uint8 image (H, W, 3) captured at ``t``."""
+
+    image: np.ndarray
+    t: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One stretch of speech closed by the VAD (or by the length limit)."""
+
+    audio: np.ndarray
+    t0: float
+    t1: float
+    closed_by: str = "silence"  # "silence", "max_length" or "end_of_stream"
+    closed_at: float = 0.0  # time.monotonic() when the VAD closed it
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    state: ModalityState
+    avg_logprob: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class TextPrediction:
+    """Sentence embedding plus the text head's Gaussian estimate."""
+
+    embedding: np.ndarray  # (384,) float32
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What fusion returns: a score on the MOSI scale and its std."""
+
+    score: float
+    std: float
+    modalities: dict[str, ModalityState]
+
+
+@dataclass
+class SentimentResult:
+    id: str
+    device_id: str
+    t_start: str
+    t_end: str
+    score: float
+    polarity: str
+    uncertainty: float
+    modalities: dict[str, str]
+    latency_ms: dict[str, float]
+    model: str
+    transcript: str | None = None
+
+    def to_payload(self) -> dict[str, object]:
+        payload: dict[str, object] = {
+            "id": self.id,
+            "device_id": self.device_id,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "score": round(self.score, 4),
+            "polarity": self.polarity,
+            "uncertainty": round(self.uncertainty, 4),
+            "modalities": dict(self.modalities),
+            "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
+            "model": self.model,
+        }
+        if self.transcript is not None:
+            payload["transcript"] = self.transcript
+        return payload

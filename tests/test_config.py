@@ -1,0 +1,87 @@
+"""Config: TOML, environment and CLI layers; errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_msa.cli import build_parser, cli_overrides
+from edge_msa.config import ConfigError, load_config
+from tests.conftest import cli
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "edge-msa.toml"
+    path.write_text(text)
+    return path
+
+
+def test_layers_cli_over_env_over_file(tmp_path):
+    path = write(tmp_path, 'device_id = "from-file"\n[mqtt]\nport = 1000\nhost = "file-host"\n')
+    env = {"EDGE_MSA_MQTT__PORT": "2000", "EDGE_MSA_DEVICE_ID": "from-env", "EDGE_MSA_DATA": "x"}
+    args = build_parser().parse_args(["run", "--demo", "--mqtt-port", "3000"])
+    cfg = load_config(path, cli_overrides(args), environ=env)
+    assert cfg.mqtt.port == 3000
+    assert cfg.device_id == "from-env"
+    assert cfg.mqtt.host == "file-host"
+    assert cfg.source.demo is True
+
+
+def test_env_list_and_bool(tmp_path):
+    env = {"EDGE_MSA_OUTPUT__SINKS": "mqtt,jsonl", "EDGE_MSA_ASR__ENABLED": "false"}
+    cfg = load_config(None, environ=env)
+    assert cfg.output.sinks == ["mqtt", "jsonl"]
+    assert cfg.asr.enabled is False
+
+
+def test_unknown_field_names_it_and_the_allowed_ones(tmp_path):
+    path = write(tmp_path, "[mqtt]\nhots = 'x'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    msg = str(err.value)
+    assert "mqtt.hots" in msg and "unknown field" in msg and "host" in msg and "port" in msg
+
+
+def test_bad_value_names_field_and_allowed_values(tmp_path):
+    path = write(tmp_path, "[runtime]\nbackend = 'gpu'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    msg = str(err.value)
+    assert "runtime.backend" in msg and "'cpu'" in msg and "'tensorrt'" in msg and "'gpu'" in msg
+
+
+def test_bad_env_value_names_field():
+    with pytest.raises(ConfigError, match=r"mqtt\.port"):
+        load_config(None, environ={"EDGE_MSA_MQTT__PORT": "not-a-port"})
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a+b", "#", ""])
+def test_device_id_must_be_one_topic_level(bad):
+    with pytest.raises(ConfigError, match="device_id"):
+        load_config(None, cli={"device_id": bad}, environ={})
+
+
+@pytest.mark.parametrize("bad", ["edge//msa", "edge/+", "x/#", ""])
+def test_prefix_levels_validated(bad):
+    with pytest.raises(ConfigError, match=r"mqtt\.prefix"):
+        load_config(None, cli={"mqtt": {"prefix": bad}}, environ={})
+
+
+def test_validate_config_command(tmp_path):
+    good = write(tmp_path, "[vad]\nthreshold = 0.6\n")
+    ok = cli("validate-config", str(good))
+    assert ok.returncode == 0 and "ok" in ok.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nport = 70000\n")
+    res = cli("validate-config", str(bad))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mqtt.port" in lines[0] and "65535" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_toml_is_one_line(tmp_path):
+    bad = write(tmp_path, "[mqtt\nport = \n")
+    res = cli("validate-config", str(bad))
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "not valid TOML" in res.stderr
