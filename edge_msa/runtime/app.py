@@ -31,7 +31,11 @@ async def run(cfg: Config) -> int:
         return EXIT_USAGE
     if not any(s.has_audio for s in sources):
         log.warning("no audio in %s: text and audio are absent", ", ".join(s.name for s in sources))
-    segmenter, analyzer, model_name = await asyncio.to_thread(load_models, cfg)
+    try:
+        segmenter, analyzer, model_name = await asyncio.to_thread(load_models, cfg)
+    except (OSError, RuntimeError, ValueError) as e:
+        log.error("cannot load the models: %s", e)
+        return EXIT_USAGE
     pipeline = Pipeline(
         cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name
     )
@@ -58,7 +62,6 @@ def local_sinks(cfg: Config) -> list[JsonlSink]:
 
 def load_models(cfg: Config):
     """Every model is loaded once, here, before the first frame is read."""
-    from edge_msa.encoders.text import TextEncoder, default_model_dir
     from edge_msa.segmentation.segmenter import Segmenter
     from edge_msa.segmentation.vad import SileroVad
 
@@ -74,6 +77,7 @@ def load_models(cfg: Config):
     asr = text = None
     if cfg.asr.enabled:
         from edge_msa.encoders.asr import SpeechRecognizer
+        from edge_msa.encoders.text import TextEncoder, default_model_dir
 
         a = cfg.asr
         asr = SpeechRecognizer(

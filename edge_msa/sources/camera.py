@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import threading
 import time
 
@@ -35,6 +36,8 @@ class CameraSource:
         self._cap = None
 
     def open(self) -> None:
+        # OpenCV prints its own warnings for a missing device; we say it once, below.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         import cv2
 
         cap = cv2.VideoCapture(self.device)

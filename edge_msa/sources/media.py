@@ -17,6 +17,7 @@ from edge_msa.types import SAMPLE_RATE, AudioChunk, VideoFrame
 log = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 1600  # hand audio on in 100 ms pieces: fewer thread hops
+TRUNCATION_SLACK_S = 1.0
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -57,6 +58,8 @@ class MediaSource:
                 self.open()
             try:
                 t_offset = self._decode(emit, stop, t_offset)
+                if not stop.is_set():
+                    self._check_complete(t_offset)
                 return
             except av.FFmpegError as e:
                 if not self.live:
@@ -70,6 +73,17 @@ class MediaSource:
             if stop.wait(delay):
                 return
             delay = min(delay * 2, self.reconnect_max_s)
+
+    def _check_complete(self, t_reached: float) -> None:
+        """A cut file often decodes without error and just stops early:
+        compare with the duration its header declares."""
+        assert self._container is not None
+        declared = (self._container.duration or 0) / av.time_base
+        if not self.live and declared and t_reached < declared - TRUNCATION_SLACK_S:
+            raise SourceError(
+                f"media {self.url} ends at {t_reached:.1f} s but declares {declared:.1f} s: "
+                "it is truncated; results up to there are kept"
+            )
 
     def close(self) -> None:
         if self._container is not None:

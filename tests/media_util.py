@@ -1,0 +1,35 @@
+"""Media files made in the tests, with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from edge_msa.sources import DEMO_CLIP
+
+
+def faststart_copy(dst: Path, src: Path = DEMO_CLIP) -> Path:
+    """Remux with the index first, as streamed files are, so a cut copy still opens."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+def video_only(dst: Path, seconds: float = 2.0, fps: int = 10) -> Path:
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(int(seconds * fps)):
+            img = np.full((120, 160, 3), (i * 7) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return dst
