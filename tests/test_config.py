@@ -85,3 +85,10 @@ def test_malformed_toml_is_one_line(tmp_path):
     res = cli("validate-config", str(bad))
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "not valid TOML" in res.stderr
+
+
+def test_shipped_example_config_is_valid():
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "examples" / "edge-msa.toml", environ={})
+    assert cfg.device_id == "kiosk-lobby" and cfg.source.camera == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 
 import jsonschema
 import pytest
@@ -117,3 +119,24 @@ def test_real_mosi_clip_transcript(tmp_path):
     norm = re.sub(r"[^a-z' ]", " ", hypothesis.lower())
     wer = jiwer.wer(reference, " ".join(norm.split()))
     assert wer <= 0.35, (wer, hypothesis)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finishes_utterance_in_flight_and_exits_zero(sig, broker, subscribe, tmp_path):
+    sub = subscribe(broker.port, "edge-msa/sig/#")
+    args = run_args(broker.port, tmp_path, "sig", "--demo", "--realtime", "--no-transcribe")
+    proc = cli_popen(*args)
+    try:
+        assert sub.wait_for(lambda: len(sub.results()) == 1, 60)
+        time.sleep(1.0)  # the second sentence (from 5.15 s) is being spoken now
+        proc.send_signal(sig)
+        t = time.monotonic()
+        _, stderr = proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert took < 5, took
+    # The utterance cut short by the signal is still analysed and delivered.
+    assert sub.wait_for(lambda: len(sub.results()) == 2, 5), stderr
+    assert sub.on("/availability")[-1][0] == b"offline"
