@@ -108,3 +108,34 @@ class SentimentResult:
         if self.transcript is not None:
             payload["transcript"] = self.transcript
         return payload
+
+
+FACE_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 order
+VOICE_EMOTIONS = ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral")  # EmoDB
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """The primary face in one analysed frame.
+
+    ``valence`` and ``valence_std`` are on the MOSI scale [-3, 3], so that
+    fusion can weigh them against the other modalities directly.
+    """
+
+    t: float
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    quality: float  # 0..1: detector confidence, size and sharpness
+    probs: np.ndarray  # (7,) float32 over FACE_EMOTIONS
+    embedding: np.ndarray  # (D,) float32, the CNN's penultimate layer
+    valence: float
+    valence_std: float
+
+
+@dataclass(frozen=True)
+class VoiceFeatures:
+    """One utterance's acoustic embedding and voice-emotion estimate (MOSI scale)."""
+
+    embedding: np.ndarray  # (D,) float32: pooled Whisper encoder output (+ prosody)
+    probs: np.ndarray  # (7,) float32 over VOICE_EMOTIONS
+    valence: float
+    valence_std: float
