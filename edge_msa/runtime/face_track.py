@@ -1,0 +1,63 @@
+"""A timestamped ring buffer of per-frame face observations.
+
+The runtime records every analysed frame (with or without a face) and gives
+each utterance exactly the observations captured in [t0, t1].
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_msa.types import FACE_EMOTIONS, FaceObservation
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    """The face over one stretch of time, as fusion and the result need it."""
+
+    valence: float
+    valence_std: float
+    emotion: str
+    frames: int  # analysed frames in the window
+    with_face: int  # of those, frames with a face
+
+
+class FaceTrack:
+    def __init__(self, keep_s: float = 60.0) -> None:
+        self.keep_s = keep_s
+        self._times: deque[float] = deque()
+        self._obs: deque[FaceObservation | None] = deque()
+
+    def add(self, t: float, obs: FaceObservation | None) -> None:
+        """Record an analysed frame; ``None`` means no face was found in it."""
+        if self._times and t < self._times[-1]:
+            return  # a source restart may repeat times; keep the buffer sorted
+        self._times.append(t)
+        self._obs.append(obs)
+        while self._times and self._times[0] < t - self.keep_s:
+            self._times.popleft()
+            self._obs.popleft()
+
+    def between(self, t0: float, t1: float) -> list[FaceObservation | None]:
+        times = list(self._times)
+        lo, hi = bisect.bisect_left(times, t0), bisect.bisect_right(times, t1)
+        return [self._obs[i] for i in range(lo, hi)]
+
+    def summary(self, t0: float, t1: float, min_face_ratio: float = 0.2) -> FaceSummary | None:
+        """Quality-weighted valence over [t0, t1]; None when too few frames had a face."""
+        window = self.between(t0, t1)
+        faces = [o for o in window if o is not None]
+        if not faces or len(faces) < min_face_ratio * len(window):
+            return None
+        w = np.array([max(o.quality, 1e-3) for o in faces])
+        valence = float(np.average([o.valence for o in faces], weights=w))
+        # Frames of one face are strongly correlated: average the stds rather than
+        # shrinking them by sqrt(n) as independent samples would.
+        std = float(np.average([o.valence_std for o in faces], weights=w))
+        probs = np.average(np.stack([o.probs for o in faces]), axis=0, weights=w)
+        emotion = FACE_EMOTIONS[int(np.argmax(probs))]
+        return FaceSummary(valence, std, emotion, len(window), len(faces))
