@@ -63,6 +63,23 @@ class AsrConfig(_Model):
     absent_min_no_speech: float = Field(0.6, ge=0, le=1)
 
 
+class VisionConfig(_Model):
+    enabled: bool = Field(True, description="false: frames are not analysed, vision is absent")
+    max_fps: float = Field(10.0, gt=0, description="analyse at most this many frames a second")
+    threads: int = Field(1, ge=1)
+    visual_interval_s: float = Field(
+        5.0, ge=0, description="face-only result this often when nobody speaks; 0: never"
+    )
+    min_face_ratio: float = Field(
+        0.2, ge=0, le=1, description="share of analysed frames with a face for vision present"
+    )
+
+
+class VoiceConfig(_Model):
+    enabled: bool = Field(True, description="false: no acoustic encoder, audio is absent")
+    threads: int = Field(1, ge=1)
+
+
 class TextConfig(_Model):
     model_dir: Path | None = None
     threads: int = Field(1, ge=1)
@@ -111,6 +128,8 @@ class Config(_Model):
     vad: VadConfig = VadConfig()
     asr: AsrConfig = AsrConfig()
     text: TextConfig = TextConfig()
+    vision: VisionConfig = VisionConfig()
+    voice: VoiceConfig = VoiceConfig()
     mqtt: MqttConfig = MqttConfig()
     output: OutputConfig = OutputConfig()
     runtime: RuntimeConfig = RuntimeConfig()

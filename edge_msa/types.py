@@ -8,7 +8,7 @@ file, seconds since start (``time.monotonic``) for live sources.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class SentimentResult:
     modalities: dict[str, str]
     latency_ms: dict[str, float]
     model: str
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
     transcript: str | None = None
 
     def to_payload(self) -> dict[str, object]:
@@ -104,6 +105,7 @@ class SentimentResult:
             "modalities": dict(self.modalities),
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "model": self.model,
+            "outputs": self.outputs,
         }
         if self.transcript is not None:
             payload["transcript"] = self.transcript

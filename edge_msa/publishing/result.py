@@ -29,6 +29,7 @@ def build_result(
     wall_t1: float,
     latency_ms: dict[str, float],
     model: str,
+    outputs: dict[str, dict[str, object]] | None = None,
     transcript: str | None = None,
 ) -> SentimentResult:
     return SentimentResult(
@@ -42,10 +43,21 @@ def build_result(
         modalities={k: v.value for k, v in estimate.modalities.items()},
         latency_ms=latency_ms,
         model=model,
+        outputs=outputs or {},
         transcript=transcript,
     )
 
 
+_OUTPUT = {
+    "type": "object",
+    "required": ["score", "std"],
+    "additionalProperties": False,
+    "properties": {
+        "score": {"type": "number", "minimum": -3, "maximum": 3},
+        "std": {"type": "number", "minimum": 0},
+        "emotion": {"type": "string"},
+    },
+}
 _STATE = {"type": "string", "enum": ["present", "simulated", "absent"]}
 
 RESULT_SCHEMA: dict[str, object] = {
@@ -57,7 +69,7 @@ RESULT_SCHEMA: dict[str, object] = {
     "additionalProperties": False,
     "required": [
         "id", "device_id", "t_start", "t_end", "score", "polarity",
-        "uncertainty", "modalities", "latency_ms", "model",
+        "uncertainty", "modalities", "latency_ms", "model", "outputs",
     ],
     "properties": {
         "id": {"type": "string", "description": "unique; consumers de-duplicate on it"},
@@ -85,6 +97,13 @@ RESULT_SCHEMA: dict[str, object] = {
             "required": ["total"],
         },
         "model": {"type": "string"},
+        "outputs": {
+            "type": "object",
+            "description": "each modality's own estimate: score and std on the MOSI scale, "
+            "and its top emotion where the encoder has one",
+            "additionalProperties": False,
+            "properties": {"text": _OUTPUT, "audio": _OUTPUT, "vision": _OUTPUT},
+        },
         "transcript": {"type": "string", "description": "only when the user enables it"},
     },
 }

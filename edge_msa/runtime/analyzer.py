@@ -1,17 +1,20 @@
-"""Per-utterance analysis: speech recognition, text sentiment, fusion.
+"""Per-utterance analysis: speech recognition, text sentiment, face summary, fusion.
 
 Models are loaded once and shared; ``analyse`` is blocking and runs off the
-event loop. Later encoders (voice, face) plug in here as more modality
-estimates; the runtime around it does not change.
+event loop. Each modality that is there adds a Gaussian estimate on the MOSI
+scale; fusion weighs them by their precision.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge_msa.fusion import ModalityEstimate, fuse
+from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.types import Estimate, ModalityState, Transcript, Utterance
+
+ABSENT, PRESENT = ModalityState.ABSENT, ModalityState.PRESENT
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class Analysis:
     estimate: Estimate
     transcript: Transcript | None
     latency_ms: dict[str, float]
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class Analyzer:
@@ -26,26 +30,47 @@ class Analyzer:
         self.asr = asr  # SpeechRecognizer, or None when transcription is off
         self.text = text  # TextEncoder
 
-    def analyse(self, utt: Utterance) -> Analysis:
+    def analyse(self, utt: Utterance, face: FaceSummary | None = None) -> Analysis:
         latency: dict[str, float] = {}
-        states = {
-            "text": ModalityState.ABSENT,
-            "audio": ModalityState.PRESENT if len(utt.audio) else ModalityState.ABSENT,
-            "vision": ModalityState.ABSENT,
-        }
+        states = {"text": ABSENT, "audio": PRESENT if len(utt.audio) else ABSENT, "vision": ABSENT}
         estimates: dict[str, ModalityEstimate] = {}
+        outputs: dict[str, dict[str, object]] = {}
         transcript = None
         if self.asr is not None:
             with _timed(latency, "asr"):
                 transcript = self.asr.transcribe(utt.audio)
             states["text"] = transcript.state
-        if transcript is not None and transcript.state is not ModalityState.ABSENT:
+        if transcript is not None and transcript.state is not ABSENT:
             with _timed(latency, "text"):
                 pred = self.text.predict(transcript.text)
             estimates["text"] = ModalityEstimate(pred.mean, pred.std, transcript.state)
+            outputs["text"] = _output(pred.mean, pred.std)
+        if face is not None:
+            self._add_face(face, states, estimates, outputs)
         with _timed(latency, "fusion"):
             estimate = fuse(estimates, states)
-        return Analysis(estimate, transcript, latency)
+        return Analysis(estimate, transcript, latency, outputs)
+
+    def face_only(self, face: FaceSummary) -> Analysis:
+        """A result from the face alone, for when nobody speaks."""
+        states = {"text": ABSENT, "audio": ABSENT, "vision": ABSENT}
+        estimates: dict[str, ModalityEstimate] = {}
+        outputs: dict[str, dict[str, object]] = {}
+        self._add_face(face, states, estimates, outputs)
+        return Analysis(fuse(estimates, states), None, {}, outputs)
+
+    @staticmethod
+    def _add_face(face: FaceSummary, states, estimates, outputs) -> None:
+        states["vision"] = PRESENT
+        estimates["vision"] = ModalityEstimate(face.valence, face.valence_std, PRESENT)
+        outputs["vision"] = _output(face.valence, face.valence_std, face.emotion)
+
+
+def _output(score: float, std: float, emotion: str | None = None) -> dict[str, object]:
+    out: dict[str, object] = {"score": round(score, 3), "std": round(std, 3)}
+    if emotion is not None:
+        out["emotion"] = emotion
+    return out
 
 
 class _timed:

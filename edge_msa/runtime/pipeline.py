@@ -1,9 +1,13 @@
-"""The streaming runtime: sources -> VAD -> analysis -> sinks.
+"""The streaming runtime: sources -> VAD / face stage -> analysis -> sinks.
 
 One asyncio task per stage, bounded queues between them. Sources run in
-their own threads; audio is never dropped (a file source waits for room in
-the queue), video frames may be (the newest wins). VAD and the models run in
-single-thread executors so the event loop only moves data.
+their own threads. Audio is never dropped (a file source waits for room in
+the queue). Video frames are thinned to ``vision.max_fps`` by capture time;
+from live sources the newest frame wins when the face stage is busy, so a
+slow face path never holds up audio. A file played as fast as possible keeps
+every sampled frame (the source waits), so file runs are reproducible. The
+VAD, the face stage and the utterance models each run in a single-thread
+executor, never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,18 +18,34 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
 
 from edge_msa import __version__
 from edge_msa.config import Config
 from edge_msa.publishing.mqtt import MqttPublisher
-from edge_msa.publishing.outbox import Outbox
+from edge_msa.publishing.outbox import Outbox, OutboxError
 from edge_msa.publishing.result import build_result
 from edge_msa.publishing.sinks import JsonlSink
-from edge_msa.runtime.analyzer import Analyzer
+from edge_msa.runtime.analyzer import Analysis, Analyzer
+from edge_msa.runtime.face_track import FaceTrack
 from edge_msa.sources.base import Source, SourceError
-from edge_msa.types import AudioChunk, SentimentResult, Utterance, VideoFrame
+from edge_msa.types import AudioChunk, FaceObservation, SentimentResult, Utterance, VideoFrame
 
 log = logging.getLogger(__name__)
+
+
+class FaceStage(Protocol):
+    def process(self, frame: VideoFrame) -> FaceObservation | None: ...
+
+
+@dataclass(frozen=True)
+class Span:
+    """The stretch of stream time a result is about."""
+
+    t0: float
+    t1: float
+    closed_at: float  # time.monotonic() when it was closed
 
 
 class Pipeline:
@@ -38,11 +58,13 @@ class Pipeline:
         outbox: Outbox | None,
         sinks: list[JsonlSink],
         model_name: str,
+        face_stage: FaceStage | None = None,
     ) -> None:
         self.cfg = cfg
         self.sources = sources
         self.segmenter = segmenter
         self.analyzer = analyzer
+        self.face_stage = face_stage
         self.outbox = outbox
         self.sinks = sinks
         self.model_name = model_name
@@ -51,14 +73,25 @@ class Pipeline:
             if outbox is not None
             else None
         )
+        self.track = FaceTrack()
         self.errors: list[str] = []
         self.results: list[SentimentResult] = []
         self.frames = 0
+        self.frames_analysed = 0
         self.source_state = {s.name: "starting" for s in sources}
         self.started = time.time()
+        # Lossless video only for a file played as fast as it decodes.
+        self.lossless_video = not cfg.source.realtime and not any(
+            getattr(s, "live", True) for s in sources
+        )
+        self._face_t = float("-inf")  # capture time of the newest analysed frame
+        self._face_done = asyncio.Event()  # set when the face stage has caught up or ended
+        self._last_result_t = float("-inf")
         self._stop = threading.Event()
-        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
+        self._pools = {
+            name: ThreadPoolExecutor(1, thread_name_prefix=name)
+            for name in ("vad", "face", "models")
+        }
 
     def request_stop(self) -> None:
         """Stop the sources; what was heard so far is still analysed and delivered."""
@@ -67,27 +100,42 @@ class Pipeline:
     async def run(self) -> int:
         """Returns 0, or 1 when a source broke before its end."""
         audio_q: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=64)
+        video_q: asyncio.Queue[VideoFrame | None] = asyncio.Queue(maxsize=2)
         utt_q: asyncio.Queue[Utterance | None] = asyncio.Queue(maxsize=16)
         if self.publisher is not None:
             self.publisher.start()
         n_audio = sum(1 for s in self.sources if s.has_audio)
+        n_video = sum(1 for s in self.sources if s.has_video)
         stages = [
             asyncio.create_task(self._segment(audio_q, utt_q, n_audio), name="segment"),
+            asyncio.create_task(self._faces(video_q, n_video), name="faces"),
             asyncio.create_task(self._analyse(utt_q), name="analyse"),
         ]
-        await asyncio.gather(*(self._run_source(s, audio_q) for s in self.sources))
+        await asyncio.gather(*(self._run_source(s, audio_q, video_q) for s in self.sources))
         await asyncio.gather(*stages)
         await self._finish()
         return 1 if self.errors else 0
 
-    async def _run_source(self, src: Source, audio_q: asyncio.Queue) -> None:
+    # -- sources -----------------------------------------------------------
+
+    async def _run_source(self, src: Source, audio_q: asyncio.Queue, video_q: asyncio.Queue):
         loop = asyncio.get_running_loop()
+        min_gap = 1.0 / self.cfg.vision.max_fps
+        next_frame_t = float("-inf")
 
         def emit(item: AudioChunk | VideoFrame) -> None:
+            nonlocal next_frame_t
             if isinstance(item, AudioChunk):
                 asyncio.run_coroutine_threadsafe(audio_q.put(item), loop).result()
+                return
+            self.frames += 1
+            if self.face_stage is None or item.t < next_frame_t:
+                return
+            next_frame_t = item.t + min_gap * 0.95  # slack for jittery capture times
+            if self.lossless_video:
+                asyncio.run_coroutine_threadsafe(video_q.put(item), loop).result()
             else:
-                loop.call_soon_threadsafe(self._on_frame, item)
+                loop.call_soon_threadsafe(_put_newest, video_q, item)
 
         self.source_state[src.name] = "up"
         try:
@@ -101,15 +149,15 @@ class Pipeline:
         finally:
             if src.has_audio:
                 await audio_q.put(None)
+            if src.has_video:
+                await video_q.put(None)
 
     def _fail(self, src: Source, message: str) -> None:
         log.error("%s", message)
         self.errors.append(message)
         self.source_state[src.name] = "error"
 
-    def _on_frame(self, frame: VideoFrame) -> None:
-        # v0 has no vision encoder yet: frames are counted, not kept.
-        self.frames += 1
+    # -- stages ------------------------------------------------------------
 
     async def _segment(self, audio_q: asyncio.Queue, utt_q: asyncio.Queue, n_audio: int) -> None:
         loop = asyncio.get_running_loop()
@@ -119,49 +167,128 @@ class Pipeline:
             if chunk is None:
                 ended += 1
                 continue
-            for utt in await loop.run_in_executor(self._vad_pool, self.segmenter.push, chunk):
-                await utt_q.put(utt)
+            for utt in await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk):
+                await self._put_utterance(utt_q, utt)
         for utt in self.segmenter.flush():
-            await utt_q.put(utt)
+            await self._put_utterance(utt_q, utt)
         await utt_q.put(None)
+
+    async def _put_utterance(self, utt_q: asyncio.Queue, utt: Utterance) -> None:
+        # Speech counts as a result for the face-only interval as soon as it is cut.
+        self._last_result_t = max(self._last_result_t, utt.t1)
+        await utt_q.put(utt)
+
+    async def _faces(self, video_q: asyncio.Queue, n_video: int) -> None:
+        loop = asyncio.get_running_loop()
+        ended = 0
+        while ended < n_video:
+            frame = await video_q.get()
+            if frame is None:
+                ended += 1
+                continue
+            obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
+            self.frames_analysed += 1
+            self.track.add(frame.t, obs)
+            self._face_t = frame.t
+            self._face_done.set()
+            await self._maybe_face_only(frame.t)
+        self._face_t = float("inf")
+        self._face_done.set()
+
+    def _process_frame(self, frame: VideoFrame) -> FaceObservation | None:
+        try:
+            return self.face_stage.process(frame)
+        except Exception as e:  # one bad frame must not stop the runtime
+            log.warning("face stage failed on a frame at %.2f s: %s", frame.t, e)
+            return None
+
+    async def _maybe_face_only(self, t: float) -> None:
+        """Nobody spoke for a while but a face is in view: publish what it shows."""
+        interval = self.cfg.vision.visual_interval_s
+        if self._last_result_t == float("-inf"):
+            self._last_result_t = t  # the first interval starts with the first frame
+        if not interval or self.segmenter.in_speech or t - self._last_result_t < interval:
+            return
+        span = Span(max(t - interval, self._last_result_t), t, time.monotonic())
+        self._last_result_t = t
+        face = self.track.summary(span.t0, span.t1, self.cfg.vision.min_face_ratio)
+        if face is not None:
+            self._deliver(self.analyzer.face_only(face), span)
 
     async def _analyse(self, utt_q: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
         while (utt := await utt_q.get()) is not None:
-            analysis = await loop.run_in_executor(self._model_pool, self.analyzer.analyse, utt)
-            latency = dict(analysis.latency_ms)
-            latency["total"] = (time.monotonic() - utt.closed_at) * 1000.0
-            transcript = analysis.transcript
-            result = build_result(
-                analysis.estimate,
-                self.cfg.device_id,
-                self.started + utt.t0,
-                self.started + utt.t1,
-                latency,
-                self.model_name,
-                transcript.text if transcript and self.cfg.output.include_transcript else None,
+            await self._wait_for_faces(utt.t1)
+            face = self.track.summary(utt.t0, utt.t1, self.cfg.vision.min_face_ratio)
+            analysis = await loop.run_in_executor(
+                self._pools["models"], self.analyzer.analyse, utt, face
             )
-            self._deliver(result, utt)
+            self._deliver(analysis, Span(utt.t0, utt.t1, utt.closed_at))
 
-    def _deliver(self, result: SentimentResult, utt: Utterance) -> None:
+    async def _wait_for_faces(self, t1: float) -> None:
+        """Let the face stage reach the utterance's end before it is summarised.
+
+        From a file it must (every sampled frame is analysed); from a live
+        camera we wait at most a frame or two, never holding up the result.
+        """
+        if self.face_stage is None:
+            return
+        deadline = None if self.lossless_video else time.monotonic() + 0.2
+        while self._face_t < t1 and not all(v == "ended" for v in self._video_states()):
+            self._face_done.clear()
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+            try:
+                await asyncio.wait_for(self._face_done.wait(), timeout)
+            except asyncio.TimeoutError:
+                return
+
+    def _video_states(self) -> list[str]:
+        return [self.source_state[s.name] for s in self.sources if s.has_video] or ["ended"]
+
+    # -- results -----------------------------------------------------------
+
+    def _deliver(self, analysis: Analysis, span: Span) -> None:
+        latency = dict(analysis.latency_ms)
+        latency["total"] = (time.monotonic() - span.closed_at) * 1000.0
+        transcript = analysis.transcript
+        result = build_result(
+            analysis.estimate,
+            self.cfg.device_id,
+            self.started + span.t0,
+            self.started + span.t1,
+            latency,
+            self.model_name,
+            analysis.outputs,
+            transcript.text if transcript and self.cfg.output.include_transcript else None,
+        )
         payload = result.to_payload()
-        if self.outbox is not None:
-            self.outbox.add(result.id, json.dumps(payload))
-            self.publisher.notify()
+        self._store(result.id, payload)
         for sink in self.sinks:
             sink.write(payload)
         self.results.append(result)
         log.info(
-            "utterance %.2f-%.2f s: score %+.2f ± %.2f (%s), text %s, %.0f ms",
-            utt.t0, utt.t1, result.score, result.uncertainty, result.polarity,
-            result.modalities["text"], result.latency_ms["total"],
+            "result %.2f-%.2f s: score %+.2f ± %.2f (%s), text %s, audio %s, vision %s, %.0f ms",
+            span.t0, span.t1, result.score, result.uncertainty, result.polarity,
+            *result.modalities.values(), latency["total"],
         )
+
+    def _store(self, id: str, payload: dict[str, object]) -> None:
+        if self.outbox is None:
+            return
+        try:
+            self.outbox.add(id, json.dumps(payload))
+        except OutboxError as e:
+            # Not stored, so it cannot wait for the broker: it still reaches the
+            # local sinks, and the log says which result the broker will miss.
+            log.error("%s; result %s goes to local sinks only", e, id)
+            return
+        self.publisher.notify()
 
     async def _finish(self) -> None:
         for sink in self.sinks:
             sink.close()
-        self._vad_pool.shutdown(wait=False)
-        self._model_pool.shutdown(wait=False)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False)
         if self.publisher is None:
             return
         left = await self.publisher.stop(self.cfg.runtime.flush_timeout_s)
@@ -180,5 +307,13 @@ class Pipeline:
             "sources": dict(self.source_state),
             "results": len(self.results),
             "frames": self.frames,
+            "frames_analysed": self.frames_analysed,
             "transcribe": self.cfg.asr.enabled,
         }
+
+
+def _put_newest(q: asyncio.Queue, item: VideoFrame) -> None:
+    """Drop the oldest waiting frame rather than fall behind."""
+    if q.full():
+        q.get_nowait()
+    q.put_nowait(item)
