@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from edge_msa import __version__
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-transcribe", dest="asr.enabled", action="store_const", const=False,
                      help="no speech recognition (privacy): text is absent")
     run.add_argument("--backend", dest="runtime.backend", choices=["cpu", "cuda", "tensorrt"])
+    run.add_argument("--no-vision", dest="vision.enabled", action="store_const", const=False,
+                     help="do not analyse frames: vision is absent")
+    run.add_argument("--visual-interval", dest="vision.visual_interval_s", type=float,
+                     metavar="S", help="face-only result every S s when nobody speaks (0: never)")
 
     check = sub.add_parser("validate-config", help="check a TOML config file and exit")
     check.add_argument("file")
@@ -70,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
     text.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     text.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "tensorrt"])
+    face = ev_sub.add_parser("face", help="the face expression model on FER2013-style npz")
+    face.add_argument("--fer2013", required=True, help="npz with images (N,48,48) and labels")
+    voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
+    voice.add_argument("--emodb", required=True, help="folder of EmoDB-named wav files")
+    for p in (face, voice):
+        p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+        p.add_argument("--plot", metavar="DIR", help="write a confusion-matrix PNG here")
+        p.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "tensorrt"])
     return parser
 
 
@@ -119,7 +132,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(RESULT_SCHEMA, indent=2))
         return 0
     if args.command == "eval":
-        return _eval_text(args)
+        _setup_logging("WARNING")
+        try:
+            return EVALS[args.what](args)
+        except (OSError, ValueError, RuntimeError) as e:
+            print(f"edge-msa: {e}", file=sys.stderr)
+            return 2
     cfg = load_config(args.config, cli_overrides(args))
     _setup_logging(cfg.runtime.log_level)
     if args.command == "outbox":
@@ -132,19 +150,43 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _eval_text(args: argparse.Namespace) -> int:
-    from edge_msa.encoders.text import default_model_dir
     from edge_msa.evaluation.text_eval import evaluate_text, format_table
 
-    _setup_logging("WARNING")
-    try:
-        metrics = evaluate_text(args.labels, args.split, default_model_dir(), args.backend)
-    except (OSError, ValueError) as e:
-        print(f"edge-msa: {e}", file=sys.stderr)
-        return 2
-    print(format_table(metrics))
+    metrics = evaluate_text(args.labels, args.split, backend=args.backend)
+    return _report(args, metrics, format_table(metrics))
+
+
+def _eval_face(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.face_eval import evaluate_face, format_face_table
+    from edge_msa.vision.expression import default_model_dir
+
+    metrics = evaluate_face(args.fer2013, default_model_dir(), args.backend)
+    return _report(args, metrics, format_face_table(metrics), "face")
+
+
+def _eval_voice(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.voice_eval import evaluate_voice, format_voice_table
+
+    metrics = evaluate_voice(args.emodb, backend=args.backend)
+    return _report(args, metrics, format_voice_table(metrics), "voice")
+
+
+def _report(args: argparse.Namespace, metrics: dict, table: str, name: str = "") -> int:
+    print(table)
+    if getattr(args, "plot", None):
+        from edge_msa.evaluation.plots import confusion_png
+        from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
+
+        labels = list(FACE_EMOTIONS if name == "face" else VOICE_EMOTIONS)
+        path = confusion_png(metrics["confusion"], labels, f"{name} confusion",
+                             Path(args.plot) / f"{name}_confusion.png")
+        print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     return 0
+
+
+EVALS = {"text": _eval_text, "face": _eval_face, "voice": _eval_voice}
 
 
 if __name__ == "__main__":
