@@ -1,0 +1,221 @@
+"""Voice stage: an utterance's acoustic embedding and voice-emotion estimate.
+
+The embedding is the mean and standard deviation over time of the Whisper
+encoder frames that :class:`edge_msa.encoders.asr.SpeechRecognizer` computed
+anyway (no second encoder pass), plus, when the shipped model was trained
+with them, a few prosody statistics computed here in numpy. A linear head in
+ONNX (standardisation, logistic regression, softmax) gives seven emotion
+probabilities over ``VOICE_EMOTIONS``; valence on the MOSI scale is their
+expected per-class valence, and its std the spread of those valences plus a
+base term for how loosely an acted emotion predicts sentiment.
+
+No torch or scikit-learn at run time: the head was fitted offline by
+``scripts/train_voice.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState, VoiceFeatures
+
+# Sentiment on the MOSI scale [-3, 3] implied by each acted emotion. MOSI
+# labels the opinion, not the voice: anger and disgust are clear negatives,
+# sadness and fear milder ones, boredom a slight negative, happiness a clear
+# positive. The fusion model later learns its own mapping from the embedding.
+DEFAULT_VALENCE = {
+    "anger": -2.0,
+    "boredom": -0.5,
+    "disgust": -2.0,
+    "fear": -1.5,
+    "happiness": 2.0,
+    "sadness": -1.5,
+    "neutral": 0.0,
+}
+# Audio-only models on MOSI reach an MAE of about 1.4, a Gaussian sigma of
+# about 1.75: the voice alone is a weak witness of sentiment, whatever the
+# head's confidence. The class spread is added on top of this floor.
+DEFAULT_BASE_STD = 1.5
+
+FRAME_S, HOP_S = 0.04, 0.01
+F0_MIN, F0_MAX = 60.0, 400.0
+VOICING_THRESHOLD = 0.5  # normalised autocorrelation peak that counts as voiced
+ACTIVE_DB = -30.0  # frames within this of the loud frames count as active
+SILENCE_DBFS = -60.0
+MIN_SECONDS = 0.25
+PROSODY_NAMES = (
+    "energy_std_db",
+    "energy_range_db",
+    "active_fraction",
+    "voiced_fraction",
+    "f0_median_semitones",
+    "f0_std_semitones",
+    "f0_range_semitones",
+    "f0_slope_semitones_per_s",
+    "zero_crossing_rate",
+)
+
+
+def default_model_dir() -> Path:
+    """``$EDGE_MSA_MODELS/voice`` when set, else ``<repo>/models/voice``."""
+    env = os.environ.get("EDGE_MSA_MODELS")
+    if env:
+        return Path(env) / "voice"
+    return Path(__file__).resolve().parents[2] / "models" / "voice"
+
+
+def pool(frames: np.ndarray) -> np.ndarray:
+    """Mean and std over time of (T, D) encoder frames: (2 D,) float32.
+
+    An empty input gives zeros rather than NaN so downstream stays finite.
+    """
+    x = np.asarray(frames, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"encoder frames must be (T, D), got shape {x.shape}")
+    if x.shape[0] == 0:
+        return np.zeros(2 * x.shape[1], np.float32)
+    return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
+
+
+def prosody(audio: np.ndarray) -> np.ndarray:
+    """Level-independent energy and pitch statistics, (len(PROSODY_NAMES),) float32.
+
+    Energy is relative to the utterance's loud frames so microphone gain does
+    not leak in; pitch is in semitones for the same reason. Silence or audio
+    too short for one frame gives zeros.
+    """
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
+    x = np.nan_to_num(x) - (x.mean() if x.size and np.all(np.isfinite(x)) else 0.0)
+    frames = _frames(x)
+    if frames.shape[0] == 0 or not np.any(frames):
+        return np.zeros(len(PROSODY_NAMES), np.float32)
+    db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.percentile(db, 95)
+    active = db > loud + ACTIVE_DB
+    f0 = _pitch(frames) * active
+    voiced = f0 > 0
+    semis = 12.0 * np.log2(f0[voiced] / 100.0) if voiced.any() else np.zeros(0)
+    zcr = np.mean(np.abs(np.diff(np.sign(frames[active]), axis=1)) > 0) if active.any() else 0.0
+    out = [
+        float(np.std(db[active])),
+        float(np.percentile(db, 90) - np.percentile(db, 10)),
+        float(active.mean()),
+        float(voiced.mean()),
+        float(np.median(semis)) if semis.size else 0.0,
+        float(np.std(semis)) if semis.size else 0.0,
+        float(np.percentile(semis, 90) - np.percentile(semis, 10)) if semis.size else 0.0,
+        _slope(np.flatnonzero(voiced) * HOP_S, semis),
+        float(zcr),
+    ]
+    return np.nan_to_num(np.asarray(out, np.float32))
+
+
+def embed(frames: np.ndarray, audio: np.ndarray, use_prosody: bool) -> np.ndarray:
+    """The utterance embedding exactly as the head was trained on it."""
+    parts = [pool(frames)]
+    if use_prosody:
+        parts.append(prosody(audio))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def audio_state(audio: np.ndarray) -> ModalityState:
+    """``absent`` for audio too short or too quiet to carry a voice, else ``present``.
+
+    The voice stage still returns a defined estimate for such audio; this is
+    the runtime's cue not to trust it.
+    """
+    x = np.nan_to_num(np.asarray(audio, dtype=np.float64).reshape(-1))
+    if x.size < MIN_SECONDS * SAMPLE_RATE:
+        return ModalityState.ABSENT
+    rms = math.sqrt(float(np.mean((x - x.mean()) ** 2)))
+    if 20.0 * math.log10(rms + 1e-12) < SILENCE_DBFS:
+        return ModalityState.ABSENT
+    return ModalityState.PRESENT
+
+
+class VoiceEncoder:
+    """Encoder frames + audio -> :class:`VoiceFeatures`, with the shipped ONNX head."""
+
+    def __init__(self, model_dir: Path | str, backend: str = "cpu", threads: int = 1) -> None:
+        from edge_msa.backends import create_session
+
+        model_dir = Path(model_dir)
+        manifest = _load_manifest(model_dir)
+        settings = manifest["settings"]
+        self.name = f"{manifest['name']}@{manifest['version']}"
+        self.use_prosody = bool(settings["prosody"])
+        self.embedding_dim = int(settings["embedding_dim"])
+        self.valence = np.array(
+            [float(settings["valence"][e]) for e in VOICE_EMOTIONS], dtype=np.float64
+        )
+        self.base_std = float(settings["base_std"])
+        warmup = {"embedding": np.zeros((1, self.embedding_dim), np.float32)}
+        self._session = create_session(model_dir / manifest["file"], backend, threads, warmup)
+
+    def encode(self, encoder_frames: np.ndarray, audio: np.ndarray) -> VoiceFeatures:
+        """``encoder_frames`` (T, 384) from ``SpeechRecognizer.recognise``; ``audio`` 16 kHz."""
+        embedding = embed(encoder_frames, audio, self.use_prosody)
+        if embedding.shape[0] != self.embedding_dim:
+            raise ValueError(
+                f"embedding has {embedding.shape[0]} values, the head expects {self.embedding_dim}"
+            )
+        (probs,) = self._session.run(["probs"], {"embedding": embedding[None, :]})
+        return self.features(embedding, probs[0])
+
+    def features(self, embedding: np.ndarray, probs: np.ndarray) -> VoiceFeatures:
+        p = np.asarray(probs, dtype=np.float64)
+        p = p / p.sum()
+        valence = float(p @ self.valence)
+        spread = float(p @ (self.valence - valence) ** 2)
+        return VoiceFeatures(
+            embedding=embedding,
+            probs=p.astype(np.float32),
+            valence=valence,
+            valence_std=math.sqrt(spread + self.base_std**2),
+        )
+
+
+def _load_manifest(model_dir: Path) -> dict:
+    path = model_dir / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the voice model folder must hold manifest.json and "
+            "the ONNX head (see scripts/train_voice.py)"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _frames(x: np.ndarray) -> np.ndarray:
+    size, hop = int(FRAME_S * SAMPLE_RATE), int(HOP_S * SAMPLE_RATE)
+    if x.size < size:
+        return np.zeros((0, size))
+    count = 1 + (x.size - size) // hop
+    index = np.arange(size)[None, :] + hop * np.arange(count)[:, None]
+    return x[index]
+
+
+def _pitch(frames: np.ndarray) -> np.ndarray:
+    """F0 per frame (Hz, 0 when unvoiced) from the normalised autocorrelation peak."""
+    size = frames.shape[1]
+    windowed = (frames - frames.mean(axis=1, keepdims=True)) * np.hanning(size)
+    spectrum = np.fft.rfft(windowed, n=2 * size)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2)[:, :size]
+    # Dividing by the window's own autocorrelation removes its taper bias.
+    window_acf = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(size), n=2 * size)) ** 2)[:size]
+    acf = acf / np.maximum(window_acf, 1e-12)
+    lo, hi = int(SAMPLE_RATE / F0_MAX), int(SAMPLE_RATE / F0_MIN)
+    energy = np.maximum(acf[:, 0], 1e-12)
+    lags = lo + np.argmax(acf[:, lo:hi], axis=1)
+    peak = acf[np.arange(len(acf)), lags] / energy
+    return np.where(peak > VOICING_THRESHOLD, SAMPLE_RATE / lags, 0.0)
+
+
+def _slope(t: np.ndarray, y: np.ndarray) -> float:
+    if y.size < 2 or np.ptp(t) == 0:
+        return 0.0
+    return float(np.polyfit(t, y, 1)[0])

@@ -1,0 +1,162 @@
+"""Voice stage on real audio with the real models: the shared Whisper encoder
+pass, the shipped voice-emotion head, and bad input."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_msa.encoders.asr import SpeechRecognizer, duration_frames
+from edge_msa.encoders.voice import VoiceEncoder, audio_state, default_model_dir
+from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState
+
+from .conftest import need_data
+
+SENTENCE = "I am really happy with how this turned out."
+
+
+def espeak(text: str, folder: Path) -> np.ndarray:
+    """``text`` spoken by espeak-ng, resampled to 16 kHz float32."""
+    path = folder / "voice.wav"
+    cmd = ["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(path), text]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with wave.open(str(path), "rb") as wav:
+        rate = wav.getframerate()
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    samples = pcm.astype(np.float32) / 32768.0
+    times = np.arange(int(len(samples) * SAMPLE_RATE / rate)) / SAMPLE_RATE
+    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> np.ndarray:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed; it synthesises the test speech")
+    return espeak(SENTENCE, tmp_path_factory.mktemp("voice"))
+
+
+@pytest.fixture(scope="module")
+def asr() -> SpeechRecognizer:
+    return SpeechRecognizer(beam_size=1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def voice() -> VoiceEncoder:
+    return VoiceEncoder(default_model_dir(), "cpu", 1)
+
+
+@pytest.fixture(scope="module")
+def recognised(asr, speech):
+    return asr.recognise(speech, transcribe=True)
+
+
+def check_features(feats, voice: VoiceEncoder) -> None:
+    assert feats.embedding.shape == (voice.embedding_dim,)
+    assert feats.embedding.dtype == np.float32
+    assert np.all(np.isfinite(feats.embedding))
+    assert feats.probs.shape == (len(VOICE_EMOTIONS),)
+    assert feats.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.all(feats.probs >= 0)
+    assert -3.0 <= feats.valence <= 3.0
+    assert math.isfinite(feats.valence_std) and feats.valence_std > 0
+
+
+def test_speech_gives_a_documented_embedding(recognised, speech, voice):
+    _, frames = recognised
+    assert frames.shape == (duration_frames(len(speech)), 384)
+    assert np.all(np.isfinite(frames))
+    # 768 pooled values (mean and std of 384), plus prosody when the head uses it.
+    assert voice.embedding_dim in (768, 768 + 9)
+    check_features(voice.encode(frames, speech), voice)
+
+
+def test_shared_encoder_transcript_equals_plain_faster_whisper(asr, recognised, speech):
+    transcript, _ = recognised
+    segments, _ = asr.model.transcribe(
+        speech,
+        language="en",
+        beam_size=1,
+        condition_on_previous_text=False,
+        without_timestamps=True,
+        vad_filter=False,
+    )
+    segments = list(segments)
+    plain = " ".join(s.text.strip() for s in segments).strip()
+    assert transcript is not None
+    assert transcript.text == plain
+    assert transcript.avg_logprob == pytest.approx(segments[0].avg_logprob, abs=1e-4)
+    assert "happy" in transcript.text.lower()
+    assert transcript.state is ModalityState.PRESENT
+
+
+def test_transcription_off_gives_the_same_embedding_and_no_text(asr, recognised, speech, voice):
+    transcript, frames = asr.recognise(speech, transcribe=False)
+    assert transcript is None
+    np.testing.assert_allclose(frames, recognised[1], atol=1e-5)
+    a = voice.encode(frames, speech).embedding
+    b = voice.encode(recognised[1], speech).embedding
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _bad_inputs(speech: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "silence": np.zeros(SAMPLE_RATE, np.float32),
+        "clipped": np.clip(speech * 30.0, -1.0, 1.0),
+        "dc_offset": speech * 0.3 + 0.6,
+        "tenth_of_a_second": speech[SAMPLE_RATE // 2 : SAMPLE_RATE // 2 + SAMPLE_RATE // 10],
+        "empty": np.zeros(0, np.float32),
+        "nan_and_inf": np.where(rng.random(len(speech)) < 0.01, np.nan, speech).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["silence", "clipped", "dc_offset", "tenth_of_a_second", "empty", "nan_and_inf"],
+)
+def test_bad_audio_gives_a_defined_result(name, asr, voice, speech):
+    audio = _bad_inputs(speech)[name]
+    transcript, frames = asr.recognise(audio, transcribe=name in ("silence", "clipped"))
+    assert frames.ndim == 2 and frames.shape[0] >= 1 and np.all(np.isfinite(frames))
+    check_features(voice.encode(frames, audio), voice)
+    if name == "silence":
+        assert transcript is not None and transcript.state is ModalityState.ABSENT
+    if name in ("silence", "tenth_of_a_second", "empty"):
+        assert audio_state(audio) is ModalityState.ABSENT
+    if name in ("clipped", "dc_offset"):
+        assert audio_state(audio) is ModalityState.PRESENT
+
+
+def test_wrong_frame_shape_is_a_clear_error(voice, speech):
+    with pytest.raises(ValueError, match="encoder frames"):
+        voice.encode(np.zeros(384, np.float32), speech)
+
+
+@pytest.mark.data
+def test_emodb_speakers_are_recognised(asr, voice):
+    """Sanity check, not a measurement: the shipped head was fitted on every
+    EmoDB speaker, so this only shows the run-time path reproduces training
+    (a broken resampler, pooling or class order would fall to chance, 0.14).
+    The held-out numbers are in models/voice/manifest.json."""
+    from edge_msa.evaluation.voice_eval import emodb_files, emodb_label, load_audio_16k
+
+    folder = need_data("emodb")
+    files = emodb_files(folder, speakers=("03", "08"))
+    # One clip per emotion keeps the test short.
+    picked: dict[str, Path] = {}
+    for path in files:
+        picked.setdefault(emodb_label(path)[1], path)
+    hits = 0
+    for emotion, path in sorted(picked.items()):
+        audio = load_audio_16k(path)
+        _, frames = asr.recognise(audio, transcribe=False)
+        probs = voice.encode(frames, audio).probs
+        hits += VOICE_EMOTIONS[int(np.argmax(probs))] == emotion
+    assert len(picked) == len(VOICE_EMOTIONS)
+    assert hits >= 5
