@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from edge_msa.fusion import ModalityEstimate, fuse
 from edge_msa.runtime.face_track import FaceSummary
-from edge_msa.types import Estimate, ModalityState, Transcript, Utterance
+from edge_msa.types import VOICE_EMOTIONS, Estimate, ModalityState, Transcript, Utterance
 
 ABSENT, PRESENT = ModalityState.ABSENT, ModalityState.PRESENT
 
@@ -26,19 +26,26 @@ class Analysis:
 
 
 class Analyzer:
-    def __init__(self, asr=None, text=None) -> None:
-        self.asr = asr  # SpeechRecognizer, or None when transcription is off
-        self.text = text  # TextEncoder
+    """``asr`` runs the Whisper encoder once per utterance; its output feeds the
+    decoder (when ``text`` is set, i.e. transcription is on) and ``voice``."""
+
+    def __init__(self, asr=None, text=None, voice=None) -> None:
+        self.asr = asr  # SpeechRecognizer; None when neither text nor voice is wanted
+        self.text = text  # TextEncoder; None when transcription is off
+        self.voice = voice  # VoiceEncoder; None when the voice stage is off
 
     def analyse(self, utt: Utterance, face: FaceSummary | None = None) -> Analysis:
         latency: dict[str, float] = {}
-        states = {"text": ABSENT, "audio": PRESENT if len(utt.audio) else ABSENT, "vision": ABSENT}
+        states = {"text": ABSENT, "audio": ABSENT, "vision": ABSENT}
         estimates: dict[str, ModalityEstimate] = {}
         outputs: dict[str, dict[str, object]] = {}
-        transcript = None
+        transcript = frames = None
         if self.asr is not None:
             with _timed(latency, "asr"):
-                transcript = self.asr.transcribe(utt.audio)
+                transcript, frames = self.asr.recognise(utt.audio, transcribe=self.text is not None)
+        if frames is not None and self.voice is not None:
+            self._add_voice(utt, frames, latency, states, estimates, outputs)
+        if transcript is not None:
             states["text"] = transcript.state
         if transcript is not None and transcript.state is not ABSENT:
             with _timed(latency, "text"):
@@ -58,6 +65,18 @@ class Analyzer:
         outputs: dict[str, dict[str, object]] = {}
         self._add_face(face, states, estimates, outputs)
         return Analysis(fuse(estimates, states), None, {}, outputs)
+
+    def _add_voice(self, utt, frames, latency, states, estimates, outputs) -> None:
+        from edge_msa.encoders.voice import audio_state
+
+        states["audio"] = audio_state(utt.audio)
+        if states["audio"] is ABSENT:
+            return
+        with _timed(latency, "voice"):
+            vf = self.voice.encode(frames, utt.audio)
+        estimates["audio"] = ModalityEstimate(vf.valence, vf.valence_std, PRESENT)
+        emotion = VOICE_EMOTIONS[int(vf.probs.argmax())]
+        outputs["audio"] = _output(vf.valence, vf.valence_std, emotion)
 
     @staticmethod
     def _add_face(face: FaceSummary, states, estimates, outputs) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from edge_msa import __version__
 from edge_msa.config import Config
 from edge_msa.publishing.outbox import Outbox, OutboxError
 from edge_msa.publishing.sinks import JsonlFileSink, JsonlSink
@@ -74,19 +75,28 @@ def load_models(cfg: Config):
         max_utterance_s=v.max_utterance_s,
         pad_ms=v.pad_ms,
     )
-    asr = text = None
-    if cfg.asr.enabled:
+    backend = cfg.runtime.backend
+    asr = text = voice = None
+    if cfg.asr.enabled or cfg.voice.enabled:
         from edge_msa.encoders.asr import SpeechRecognizer
-        from edge_msa.encoders.text import TextEncoder, default_model_dir
 
         a = cfg.asr
         asr = SpeechRecognizer(
             a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech
         )
-        model_dir = cfg.text.model_dir or default_model_dir()
-        text = TextEncoder(model_dir, cfg.runtime.backend, cfg.text.threads)
-    model_name = f"edge-msa-v0 text:{getattr(text, 'version', 'none')}"
-    return segmenter, Analyzer(asr, text), model_name
+    if cfg.asr.enabled:
+        from edge_msa.encoders import text as text_mod
+
+        text = text_mod.TextEncoder(
+            cfg.text.model_dir or text_mod.default_model_dir(), backend, cfg.text.threads
+        )
+    if cfg.voice.enabled:
+        from edge_msa.encoders import voice as voice_mod
+
+        voice = voice_mod.VoiceEncoder(voice_mod.default_model_dir(), backend, cfg.voice.threads)
+    names = [obj.name for obj in (text, voice) if obj is not None]
+    model_name = " ".join([f"edge-msa-{__version__}", *names])
+    return segmenter, Analyzer(asr, text, voice), model_name
 
 
 def _install_signals(pipeline: Pipeline) -> None:
