@@ -1,0 +1,74 @@
+"""Read sentiment label files in the MOSI and MOSEI CSV layouts.
+
+MOSI-style:  ``id,text,label,mode``
+MOSEI-style: ``video_id,clip_id,text,label,mode`` (the MMSA raw-data layout)
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+MOSI_COLUMNS = ("id", "text", "label", "mode")
+MOSEI_COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    id: str
+    text: str
+    label: float
+    split: str
+
+
+def _row_id(row: dict[str, str], mosei_style: bool) -> str:
+    if mosei_style:
+        return f"{row['video_id']}_{row['clip_id']}"
+    return row["id"]
+
+
+def _check_header(path: Path, header: list[str]) -> bool:
+    """Return True for the MOSEI layout, False for MOSI; raise otherwise."""
+    present = set(header)
+    if set(MOSEI_COLUMNS) <= present:
+        return True
+    if set(MOSI_COLUMNS) <= present:
+        return False
+    # Name what is missing against the closer of the two layouts, so the
+    # message tells the user what to add.
+    candidates = [MOSI_COLUMNS, MOSEI_COLUMNS]
+    closest = min(candidates, key=lambda cols: len(set(cols) - present))
+    missing = [c for c in closest if c not in present]
+    raise ValueError(
+        f"{path}: not a MOSI-style ({','.join(MOSI_COLUMNS)}) or MOSEI-style "
+        f"({','.join(MOSEI_COLUMNS)}) label file; missing columns: {', '.join(missing)}"
+    )
+
+
+def read_labels(path: str | Path, split: str | None = None) -> list[LabelRow]:
+    """All rows of ``path``, or only those whose ``mode`` equals ``split``."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        mosei_style = _check_header(path, list(reader.fieldnames or []))
+        rows = [
+            LabelRow(
+                id=_row_id(row, mosei_style),
+                text=row["text"],
+                label=float(row["label"]),
+                split=row["mode"],
+            )
+            for row in reader
+        ]
+    if split is None:
+        return rows
+    return [r for r in rows if r.split == split]
+
+
+def split_names(path: str | Path) -> list[str]:
+    """The distinct split names in file order, for error messages and CLIs."""
+    seen: dict[str, None] = {}
+    for row in read_labels(path):
+        seen.setdefault(row.split, None)
+    return list(seen)
