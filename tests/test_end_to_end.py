@@ -113,7 +113,7 @@ def test_real_mosi_clip_transcript(tmp_path):
               "--state-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     results = [json.loads(x) for x in res.stdout.splitlines()]
-    utterances = re.findall(r"utterance [\d.]+-[\d.]+ s", res.stderr)
+    utterances = re.findall(r"result [\d.]+-[\d.]+ s", res.stderr)
     assert len(results) == len(utterances) >= 1
     hypothesis = " ".join(r["transcript"] for r in results)
     norm = re.sub(r"[^a-z' ]", " ", hypothesis.lower())
