@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_media_gives_16k_mono_audio_and_bgr_frames_with_timestamps():
     assert samples.dtype == np.float32 and samples.ndim == 1
     assert abs(len(samples) / SAMPLE_RATE - 24.3) < 0.3
     # Chunk times follow on from each other: no gap, no overlap.
-    for a, b in zip(audio, audio[1:]):
+    for a, b in itertools.pairwise(audio):
         assert abs(a.t + a.duration - b.t) < 1e-6
     assert len(frames) > 300 and frames[0].image.shape == (480, 640, 3)
     times = [f.t for f in frames]
