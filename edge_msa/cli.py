@@ -158,9 +158,9 @@ def _eval_text(args: argparse.Namespace) -> int:
 
 def _eval_face(args: argparse.Namespace) -> int:
     from edge_msa.evaluation.face_eval import evaluate_face, format_face_table
-    from edge_msa.vision.expression import default_model_dir
+    from edge_msa.vision.detector import DEFAULT_MODEL_DIR
 
-    metrics = evaluate_face(args.fer2013, default_model_dir(), args.backend)
+    metrics = evaluate_face(args.fer2013, DEFAULT_MODEL_DIR, args.backend)
     return _report(args, metrics, format_face_table(metrics), "face")
 
 

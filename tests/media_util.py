@@ -12,9 +12,19 @@ from edge_msa.sources import DEMO_CLIP
 
 def faststart_copy(dst: Path, src: Path = DEMO_CLIP) -> Path:
     """Remux with the index first, as streamed files are, so a cut copy still opens."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
+    return _remux(src, dst, {"movflags": "faststart"}, video_only=False)
+
+
+def video_stream_only(dst: Path, src: Path = DEMO_CLIP) -> Path:
+    """The demo's pictures without its sound."""
+    return _remux(src, dst, {}, video_only=True)
+
+
+def _remux(src: Path, dst: Path, options: dict[str, str], video_only: bool) -> Path:
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options=options) as out:
+        chosen = inp.streams.video if video_only else inp.streams
+        streams = {s.index: out.add_stream_from_template(s) for s in chosen}
+        for packet in inp.demux(*chosen):
             if packet.dts is None:
                 continue
             packet.stream = streams[packet.stream.index]

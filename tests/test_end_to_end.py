@@ -13,6 +13,7 @@ import pytest
 from edge_msa.publishing.result import RESULT_SCHEMA
 from edge_msa.sources import DEMO_CLIP
 from tests.conftest import cli, cli_popen, need_data
+from tests.media_util import video_stream_only
 
 DEMO = json.loads(DEMO_CLIP.with_suffix(".json").read_text())["sentences"]
 
@@ -41,7 +42,9 @@ def test_demo_to_mqtt(broker, subscribe, tmp_path):
     for r in results:
         jsonschema.validate(r, RESULT_SCHEMA)
         assert r["device_id"] == "e2e" and "transcript" not in r
-        assert r["modalities"] == {"text": "present", "audio": "present", "vision": "absent"}
+        assert r["modalities"] == {"text": "present", "audio": "present", "vision": "present"}
+        assert set(r["outputs"]) == {"text", "audio", "vision"}
+        assert r["outputs"]["vision"]["emotion"] == "happy"  # the astronaut smiles throughout
     assert len({r["id"] for r in results}) == len(results)
     assert [r["t_start"] for r in results] == sorted(r["t_start"] for r in results)
     by_polarity = {s["polarity"]: [] for s in DEMO}
@@ -140,3 +143,18 @@ def test_signal_finishes_utterance_in_flight_and_exits_zero(sig, broker, subscri
     # The utterance cut short by the signal is still analysed and delivered.
     assert sub.wait_for(lambda: len(sub.results()) == 2, 5), stderr
     assert sub.on("/availability")[-1][0] == b"offline"
+
+
+def test_face_only_results_when_nobody_speaks(tmp_path):
+    clip = video_stream_only(tmp_path / "faces.mp4")
+    res = cli("run", "--media", str(clip), "--output", "jsonl", "--visual-interval", "5",
+              "--state-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    results = [json.loads(x) for x in res.stdout.splitlines()]
+    # 24 s of a face with no sound: one result per 5 s of video.
+    assert len(results) == 4, res.stderr
+    for r in results:
+        jsonschema.validate(r, RESULT_SCHEMA)
+        assert r["modalities"] == {"text": "absent", "audio": "absent", "vision": "present"}
+        assert set(r["outputs"]) == {"vision"}
+        assert abs(r["score"] - r["outputs"]["vision"]["score"]) < 1e-3

@@ -33,12 +33,14 @@ async def run(cfg: Config) -> int:
     if not any(s.has_audio for s in sources):
         log.warning("no audio in %s: text and audio are absent", ", ".join(s.name for s in sources))
     try:
-        segmenter, analyzer, model_name = await asyncio.to_thread(load_models, cfg)
+        segmenter, analyzer, face_stage, model_name = await asyncio.to_thread(
+        load_models, cfg, any(s.has_video for s in sources)
+    )
     except (OSError, RuntimeError, ValueError) as e:
         log.error("cannot load the models: %s", e)
         return EXIT_USAGE
     pipeline = Pipeline(
-        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name
+        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage
     )
     _install_signals(pipeline)
     try:
@@ -61,7 +63,7 @@ def local_sinks(cfg: Config) -> list[JsonlSink]:
     return sinks
 
 
-def load_models(cfg: Config):
+def load_models(cfg: Config, has_video: bool = True):
     """Every model is loaded once, here, before the first frame is read."""
     from edge_msa.segmentation.segmenter import Segmenter
     from edge_msa.segmentation.vad import SileroVad
@@ -94,9 +96,25 @@ def load_models(cfg: Config):
         from edge_msa.encoders import voice as voice_mod
 
         voice = voice_mod.VoiceEncoder(voice_mod.default_model_dir(), backend, cfg.voice.threads)
+    face = load_face_stage(cfg) if cfg.vision.enabled and has_video else None
     names = [obj.name for obj in (text, voice) if obj is not None]
+    if face is not None:
+        names.append(face.expression.name)
     model_name = " ".join([f"edge-msa-{__version__}", *names])
-    return segmenter, Analyzer(asr, text, voice), model_name
+    return segmenter, Analyzer(asr, text, voice), face, model_name
+
+
+def load_face_stage(cfg: Config):
+    from edge_msa.vision.detector import FaceDetector
+    from edge_msa.vision.expression import ExpressionModel, FaceStage
+    from edge_msa.vision.tracker import PrimaryFaceTracker
+
+    backend, threads = cfg.runtime.backend, cfg.vision.threads
+    return FaceStage(
+        FaceDetector(backend=backend, threads=threads),
+        PrimaryFaceTracker(),
+        ExpressionModel(backend=backend, threads=threads),
+    )
 
 
 def _install_signals(pipeline: Pipeline) -> None:

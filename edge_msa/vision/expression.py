@@ -1,0 +1,173 @@
+"""Facial expression model and the face stage (frame -> FaceObservation).
+
+The expression CNN is trained by ``scripts/train_face.py`` on FER2013 and
+shipped as ``models/face/expression.int8.onnx``. Its graph takes grey faces
+(B, 1, 48, 48) in 0..255 and does the centre crop to 40x40 and the per-image
+standardisation itself, so the only preprocessing
+here is geometric: a square crop around the detector box, grey, resize to
+48x48, which is how FER2013's faces look (tight, square, forehead to chin).
+
+Valence (MOSI scale, -3..3) is the expected value of a per-class valence
+under the predicted distribution (``CLASS_VALENCE``). The values follow the
+usual valence ordering of the basic emotions (e.g. Russell's circumplex),
+scaled so a clearly happy face reads as "positive" (+2) and an angry or
+disgusted one as "negative" (-2); surprise is only mildly positive and
+neutral is 0. ``valence_std`` is sqrt(the variance of the per-class valence
+under the distribution + BASE_VARIANCE): the first term is the model's own
+indecision between classes, the second says that even a certain expression
+is only a loose proxy for what the person means (posed FER2013 faces, and a
+smile is not an opinion), so the face never outweighs a confident transcript.
+
+Quality (0..1) is the geometric mean of three factors, so any one of them
+near zero pulls it down: the detector's confidence; the face size
+(min(w, h) / 64 px, capped at 1: FER faces are 48 px, smaller ones are
+upsampled); and sharpness, 1 - exp(-v / 1000) where v is the variance of the
+Laplacian of the 48x48 grey crop (FER2013 faces: 5th percentile 2,500,
+median 5,300, so they score ~1; motion blur drops it below a few hundred).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_msa.backends import Backend, create_session
+from edge_msa.types import FACE_EMOTIONS, FaceObservation, VideoFrame
+from edge_msa.vision.detector import DEFAULT_MODEL_DIR, FaceDetector, as_bgr
+from edge_msa.vision.tracker import Box, PrimaryFaceTracker
+
+MODEL_FILE = "expression.int8.onnx"
+FACE_SIZE = 48
+# Default widening of the detector box (a fraction of its longer side); the
+# detector says what suits its boxes (FaceDetector.crop_margin).
+CROP_MARGIN = 0.0
+# FER2013 order: angry, disgust, fear, happy, sad, surprise, neutral.
+CLASS_VALENCE = np.array([-2.0, -2.0, -1.5, 2.0, -1.5, 0.5, 0.0], dtype=np.float32)
+BASE_VARIANCE = 1.0
+FULL_QUALITY_SIDE = 64.0
+SHARPNESS_SCALE = 1000.0
+
+assert len(CLASS_VALENCE) == len(FACE_EMOTIONS)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def crop_face(
+    image: np.ndarray, box: Box, margin: float = CROP_MARGIN, size: int = FACE_SIZE
+) -> np.ndarray:
+    """Square grey crop centred on the box, edge pixels repeated outside the frame."""
+    bgr = as_bgr(image)
+    if bgr is None:
+        raise ValueError("empty image")
+    x, y, w, h = box
+    side = max(2, int(round(max(w, h) * (1 + margin))))
+    x0 = int(round(x + w / 2 - side / 2))
+    y0 = int(round(y + h / 2 - side / 2))
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    H, W = grey.shape
+    pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
+    if pad:
+        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    patch = grey[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def valence_from_probs(probs: np.ndarray) -> tuple[float, float]:
+    mean = float(probs @ CLASS_VALENCE)
+    var = float(probs @ (CLASS_VALENCE - mean) ** 2)
+    return max(-3.0, min(3.0, mean)), math.sqrt(var + BASE_VARIANCE)
+
+
+def sharpness(face: np.ndarray) -> float:
+    v = float(cv2.Laplacian(face, cv2.CV_64F).var())
+    return 1.0 - math.exp(-v / SHARPNESS_SCALE)
+
+
+def quality(score: float, box: Box, face: np.ndarray) -> float:
+    size = min(1.0, min(box[2], box[3]) / FULL_QUALITY_SIDE)
+    parts = (max(0.0, min(1.0, score)), size, sharpness(face))
+    return float(np.prod(parts) ** (1.0 / 3.0))
+
+
+class ExpressionModel:
+    """The FER2013 CNN: ``analyse(image, box) -> (probs (7,), embedding (D,))``."""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        backend: Backend = "cpu",
+        threads: int = 1,
+        file: str = MODEL_FILE,
+    ) -> None:
+        path = Path(model_dir or DEFAULT_MODEL_DIR) / file
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} not found: run scripts/train_face.py (train, then export)"
+            )
+        manifest = json.loads((path.parent / "manifest.json").read_text())
+        self.name = f"{manifest['name']}@{manifest['version']}"
+        warm = {"image": np.zeros((1, 1, FACE_SIZE, FACE_SIZE), np.float32)}
+        self.session = create_session(path, backend, threads, warmup=warm)
+        self.embedding_dim = int(self.session.get_outputs()[1].shape[1])
+
+    def predict_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 48, 48) grey faces, 0..255 -> probs (N, 7), embeddings (N, D)."""
+        batch = np.asarray(faces, dtype=np.float32).reshape(-1, 1, FACE_SIZE, FACE_SIZE)
+        logits, embedding = self.session.run(None, {"image": batch})
+        return softmax(logits), embedding.astype(np.float32)
+
+    def analyse(self, image: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        probs, embedding = self.analyse_batch(image, [box])
+        return probs[0], embedding[0]
+
+    def analyse_batch(self, image: np.ndarray, boxes: list[Box]) -> tuple[np.ndarray, np.ndarray]:
+        """Several faces of one frame in one run."""
+        if not boxes:
+            return np.zeros((0, len(FACE_EMOTIONS)), np.float32), np.zeros(
+                (0, self.embedding_dim), np.float32
+            )
+        return self.predict_faces(np.stack([crop_face(image, box) for box in boxes]))
+
+
+class FaceStage:
+    """``process(frame) -> FaceObservation | None`` (None: no primary face)."""
+
+    def __init__(
+        self,
+        detector: FaceDetector | None = None,
+        tracker: PrimaryFaceTracker | None = None,
+        expression: ExpressionModel | None = None,
+    ) -> None:
+        self.detector = detector or FaceDetector()
+        self.tracker = tracker or PrimaryFaceTracker()
+        self.expression = expression or ExpressionModel()
+
+    def process(self, frame: VideoFrame) -> FaceObservation | None:
+        image = as_bgr(frame.image)
+        if image is None:
+            return None
+        h, w = image.shape[:2]
+        primary = self.tracker.update(self.detector.detect(image), w, h)
+        if primary is None or min(primary.box[2:]) < 2:
+            return None
+        face = crop_face(image, primary.box, self.detector.crop_margin)
+        probs, embedding = self.expression.predict_faces(face[None])
+        valence, std = valence_from_probs(probs[0])
+        return FaceObservation(
+            t=frame.t,
+            box=primary.box,
+            quality=quality(primary.score, primary.box, face),
+            probs=probs[0],
+            embedding=embedding[0],
+            valence=valence,
+            valence_std=std,
+        )

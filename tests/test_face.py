@@ -1,0 +1,193 @@
+"""Face stage on real models and real images.
+
+Data-set tests skip cleanly without EDGE_MSA_DATA (see conftest.need_data);
+skimage's astronaut ships with scikit-image, so the rest always runs.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from edge_msa.evaluation.face_eval import classification_metrics, format_face_table
+from edge_msa.types import FACE_EMOTIONS, VideoFrame
+from edge_msa.vision import (
+    Detection,
+    ExpressionModel,
+    FaceDetector,
+    FaceStage,
+    PrimaryFaceTracker,
+    valence_from_probs,
+)
+from edge_msa.vision.tracker import iou
+from tests.conftest import REPO, need_data
+
+MODEL_DIR = REPO / "models" / "face"
+# The shipped INT8 model scores 0.616 on this 500-face PublicTest subset
+# (0.618 on the whole split, models/face/manifest.json); the floor leaves
+# room for a retrained model without letting a broken one through.
+SUBSET_ACCURACY_FLOOR = 0.57
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def expression() -> ExpressionModel:
+    return ExpressionModel()
+
+
+@pytest.fixture()
+def stage(detector: FaceDetector, expression: ExpressionModel) -> FaceStage:
+    return FaceStage(detector, PrimaryFaceTracker(), expression)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def test_detector_is_centerface(detector: FaceDetector) -> None:
+    # The shipped detector; Haar is only the fallback (see detector.py).
+    assert detector.kind == "centerface"
+
+
+def test_multi_face_photo_finds_all_five(detector: FaceDetector) -> None:
+    image = cv2.imread(str(need_data("media", "multi_face.jpg")))
+    found = detector.detect(image)
+    assert len(found) == 5
+    # Face centres read off the photo (1000x667): each matched by one box.
+    centres = [(264, 107), (364, 300), (476, 250), (583, 379), (736, 350)]
+    for cx, cy in centres:
+        assert any(x <= cx <= x + w and y <= cy <= y + h for (x, y, w, h), _ in _pairs(found))
+
+
+def _pairs(found: list[Detection]) -> list[tuple[tuple[int, int, int, int], float]]:
+    return [(d.box, d.score) for d in found]
+
+
+def test_astronaut_gives_one_valid_observation(
+    detector: FaceDetector, stage: FaceStage, astronaut: np.ndarray
+) -> None:
+    assert len(detector.detect(astronaut)) == 1
+    obs = stage.process(VideoFrame(astronaut, 1.5))
+    assert obs is not None
+    assert obs.t == 1.5
+    x, y, w, h = obs.box
+    assert x >= 0 and y >= 0 and x + w <= astronaut.shape[1] and y + h <= astronaut.shape[0]
+    assert obs.probs.shape == (len(FACE_EMOTIONS),) and obs.probs.dtype == np.float32
+    assert abs(float(obs.probs.sum()) - 1.0) < 1e-4
+    assert obs.embedding.ndim == 1 and obs.embedding.shape[0] == stage.expression.embedding_dim
+    assert -3.0 <= obs.valence <= 3.0
+    assert obs.valence_std > 0
+    assert 0.0 <= obs.quality <= 1.0
+    # Eileen Collins smiles in this portrait.
+    assert FACE_EMOTIONS[int(obs.probs.argmax())] == "happy"
+    assert obs.valence > 0
+
+
+def test_grey_scale_frame_still_works(stage: FaceStage, astronaut: np.ndarray) -> None:
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert stage.process(VideoFrame(grey, 0.0)) is not None
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((0, 0, 3), np.uint8),
+        np.full((480, 640, 3), 128, np.uint8),
+        np.zeros((8, 8, 3), np.uint8),
+        np.zeros((3000, 4000, 3), np.uint8),
+        np.zeros((5,), np.uint8),
+    ],
+    ids=["empty", "grey", "tiny", "huge", "1-d"],
+)
+def test_bad_frames_give_none(stage: FaceStage, image: np.ndarray) -> None:
+    assert stage.process(VideoFrame(image, 0.0)) is None
+
+
+def test_tracker_keeps_primary_when_a_second_face_appears() -> None:
+    tracker = PrimaryFaceTracker()
+    primary = Detection((300, 150, 100, 120), 0.9)
+    assert tracker.update([primary], 640, 480) == primary
+    for step in range(1, 6):
+        moved = Detection((300 + 4 * step, 150, 100, 120), 0.8)
+        # A smaller face nearer the centre, then a bigger one at the edge.
+        newcomer = (
+            Detection((280, 260, 60, 70), 0.95) if step < 3 else Detection((0, 0, 180, 200), 0.99)
+        )
+        assert tracker.update([newcomer, moved], 640, 480) == moved
+
+
+def test_tracker_picks_the_prominent_face_and_moves_on_when_it_is_gone() -> None:
+    tracker = PrimaryFaceTracker(max_missed=2)
+    big_central = Detection((270, 190, 100, 100), 0.6)
+    small_edge = Detection((0, 0, 50, 50), 0.99)
+    assert tracker.update([small_edge, big_central], 640, 480) == big_central
+    # Gone for max_missed frames: wait rather than jump.
+    assert tracker.update([small_edge], 640, 480) is None
+    assert tracker.update([small_edge], 640, 480) is None
+    assert tracker.update([small_edge], 640, 480) == small_edge
+
+
+def test_stage_keeps_the_primary_face_on_real_frames(
+    stage: FaceStage, astronaut: np.ndarray
+) -> None:
+    face = astronaut[40:200, 160:300]
+    canvas = np.full((480, 960, 3), 90, np.uint8)
+    canvas[150:310, 420:560] = face
+    first = stage.process(VideoFrame(canvas, 0.0))
+    assert first is not None
+    # A second, smaller face appears at the side.
+    small = cv2.resize(face, (100, 114))
+    canvas[60:174, 100:200] = small
+    for t in (0.1, 0.2, 0.3):
+        obs = stage.process(VideoFrame(canvas, t))
+        assert obs is not None and iou(obs.box, first.box) > 0.8
+
+
+def test_valence_mapping() -> None:
+    happy = np.eye(len(FACE_EMOTIONS), dtype=np.float32)[FACE_EMOTIONS.index("happy")]
+    mean, std = valence_from_probs(happy)
+    assert mean == pytest.approx(2.0) and std == pytest.approx(1.0)
+    uniform = np.full(len(FACE_EMOTIONS), 1 / len(FACE_EMOTIONS), np.float32)
+    u_mean, u_std = valence_from_probs(uniform)
+    assert u_std > std and -1.0 < u_mean < 0.0
+
+
+def test_metrics_and_table() -> None:
+    truth = np.array([0, 1, 2, 3, 3, 6])
+    pred = np.array([0, 0, 2, 3, 6, 6])
+    m = classification_metrics(truth, pred)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class_recall"]["disgust"] == 0.0 and m["per_class_recall"]["happy"] == 0.5
+    m.update(ms_per_face=0.2, n=6)
+    assert "accuracy" in format_face_table(m)
+
+
+def _public_subset(n: int) -> tuple[np.ndarray, np.ndarray]:
+    split = np.load(need_data("fer2013", "fer2013_PublicTest.npz"))
+    # The npz is sorted by label: a random (fixed) subset, not the first n.
+    idx = np.random.default_rng(0).choice(len(split["labels"]), n, replace=False)
+    return split["images"][idx], split["labels"][idx]
+
+
+def test_int8_agrees_with_fp32(expression: ExpressionModel) -> None:
+    if not (MODEL_DIR / "expression.fp32.onnx").exists():
+        pytest.skip("no FP32 export shipped")
+    faces, _ = _public_subset(300)
+    fp32 = ExpressionModel(MODEL_DIR, file="expression.fp32.onnx")
+    agree = (
+        fp32.predict_faces(faces)[0].argmax(1) == expression.predict_faces(faces)[0].argmax(1)
+    ).mean()
+    assert agree >= 0.9
+
+
+def test_publictest_subset_accuracy(expression: ExpressionModel) -> None:
+    faces, labels = _public_subset(500)
+    accuracy = (expression.predict_faces(faces)[0].argmax(1) == labels).mean()
+    assert accuracy >= SUBSET_ACCURACY_FLOOR
