@@ -161,12 +161,7 @@ class Pipeline:
 
     async def _segment(self, audio_q: asyncio.Queue, utt_q: asyncio.Queue, n_audio: int) -> None:
         loop = asyncio.get_running_loop()
-        ended = 0
-        while ended < n_audio:
-            chunk = await audio_q.get()
-            if chunk is None:
-                ended += 1
-                continue
+        async for chunk in _until_ended(audio_q, n_audio):
             for utt in await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk):
                 await self._put_utterance(utt_q, utt)
         for utt in self.segmenter.flush():
@@ -180,18 +175,13 @@ class Pipeline:
 
     async def _faces(self, video_q: asyncio.Queue, n_video: int) -> None:
         loop = asyncio.get_running_loop()
-        ended = 0
-        while ended < n_video:
-            frame = await video_q.get()
-            if frame is None:
-                ended += 1
-                continue
+        async for frame in _until_ended(video_q, n_video):
             obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
             self.frames_analysed += 1
             self.track.add(frame.t, obs)
             self._face_t = frame.t
             self._face_done.set()
-            await self._maybe_face_only(frame.t)
+            self._maybe_face_only(frame.t)
         self._face_t = float("inf")
         self._face_done.set()
 
@@ -202,7 +192,7 @@ class Pipeline:
             log.warning("face stage failed on a frame at %.2f s: %s", frame.t, e)
             return None
 
-    async def _maybe_face_only(self, t: float) -> None:
+    def _maybe_face_only(self, t: float) -> None:
         """Nobody spoke for a while but a face is in view: publish what it shows."""
         interval = self.cfg.vision.visual_interval_s
         if self._last_result_t == float("-inf"):
@@ -310,6 +300,17 @@ class Pipeline:
             "frames_analysed": self.frames_analysed,
             "transcribe": self.cfg.asr.enabled,
         }
+
+
+async def _until_ended(q: asyncio.Queue, sources: int):
+    """The items of ``q`` until each of ``sources`` producers has sent its None."""
+    ended = 0
+    while ended < sources:
+        item = await q.get()
+        if item is None:
+            ended += 1
+        else:
+            yield item
 
 
 def _put_newest(q: asyncio.Queue, item: VideoFrame) -> None:
