@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of a sentiment result")
 
+    bench = sub.add_parser("bench", help="measure the pipeline's latency, speed and memory")
+    bench.add_argument("--media", help="media file (default: the demo clip)")
+    bench.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+
     outbox = sub.add_parser("outbox", help="inspect or deliver results waiting in the outbox")
     outbox.add_argument("action", choices=["status", "flush"])
     _common(outbox)
@@ -130,6 +134,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge_msa.publishing.result import RESULT_SCHEMA
 
         print(json.dumps(RESULT_SCHEMA, indent=2))
+        return 0
+    if args.command == "bench":
+        from edge_msa.runtime.bench import bench, format_report
+
+        _setup_logging("WARNING")
+        report = asyncio.run(bench(args.media))
+        print(format_report(report))
+        if args.json:
+            print(json.dumps(report))
         return 0
     if args.command == "eval":
         _setup_logging("WARNING")

@@ -20,12 +20,19 @@ def video_stream_only(dst: Path, src: Path = DEMO_CLIP) -> Path:
     return _remux(src, dst, {}, video_only=True)
 
 
-def _remux(src: Path, dst: Path, options: dict[str, str], video_only: bool) -> Path:
+def demo_head(dst: Path, seconds: float) -> Path:
+    """The first ``seconds`` of the demo clip, sound and pictures."""
+    return _remux(DEMO_CLIP, dst, {}, video_only=False, until=seconds)
+
+
+def _remux(
+    src: Path, dst: Path, options: dict[str, str], video_only: bool, until: float = 1e9
+) -> Path:
     with av.open(str(src)) as inp, av.open(str(dst), "w", options=options) as out:
         chosen = inp.streams.video if video_only else inp.streams
         streams = {s.index: out.add_stream_from_template(s) for s in chosen}
         for packet in inp.demux(*chosen):
-            if packet.dts is None:
+            if packet.dts is None or packet.pts * packet.time_base > until:
                 continue
             packet.stream = streams[packet.stream.index]
             out.mux(packet)

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -78,6 +79,8 @@ class Pipeline:
         self.results: list[SentimentResult] = []
         self.frames = 0
         self.frames_analysed = 0
+        # Milliseconds per call of each stage, for `edge-msa bench`.
+        self.stage_ms: dict[str, list[float]] = defaultdict(list)
         self.source_state = {s.name: "starting" for s in sources}
         self.started = time.time()
         # Lossless video only for a file played as fast as it decodes.
@@ -162,7 +165,10 @@ class Pipeline:
     async def _segment(self, audio_q: asyncio.Queue, utt_q: asyncio.Queue, n_audio: int) -> None:
         loop = asyncio.get_running_loop()
         async for chunk in _until_ended(audio_q, n_audio):
-            for utt in await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk):
+            t = time.perf_counter()
+            closed = await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk)
+            self.stage_ms["vad"].append((time.perf_counter() - t) * 1000.0)
+            for utt in closed:
                 await self._put_utterance(utt_q, utt)
         for utt in self.segmenter.flush():
             await self._put_utterance(utt_q, utt)
@@ -176,7 +182,9 @@ class Pipeline:
     async def _faces(self, video_q: asyncio.Queue, n_video: int) -> None:
         loop = asyncio.get_running_loop()
         async for frame in _until_ended(video_q, n_video):
+            t = time.perf_counter()
             obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
+            self.stage_ms["face"].append((time.perf_counter() - t) * 1000.0)
             self.frames_analysed += 1
             self.track.add(frame.t, obs)
             self._face_t = frame.t
@@ -240,6 +248,8 @@ class Pipeline:
     def _deliver(self, analysis: Analysis, span: Span) -> None:
         latency = dict(analysis.latency_ms)
         latency["total"] = (time.monotonic() - span.closed_at) * 1000.0
+        for stage, ms in latency.items():
+            self.stage_ms[stage].append(ms)
         transcript = analysis.transcript
         result = build_result(
             analysis.estimate,

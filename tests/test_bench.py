@@ -1,0 +1,25 @@
+"""`edge-msa bench` runs the real pipeline and reports every key (no timing asserts)."""
+
+import json
+import math
+
+import pytest
+
+from tests.conftest import cli
+from tests.media_util import demo_head
+
+KEYS = ("eou_to_publish_ms_p50", "eou_to_publish_ms_p95", "face_fps", "rtf", "rss_mb")
+
+
+@pytest.mark.slow
+def test_bench_reports_every_key(tmp_path):
+    clip = demo_head(tmp_path / "head.mp4", 5.0)  # the first demo sentence
+    res = cli("bench", "--media", str(clip), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert isinstance(report[key], float) and math.isfinite(report[key]) and report[key] > 0
+    assert report["results"] == 1
+    for stage in ("vad", "asr", "voice", "text", "face", "fusion"):
+        assert report[f"{stage}_ms_p50"] <= report[f"{stage}_ms_p95"]
+    assert set(report["model_mb"]) >= {"face", "text", "voice", "whisper"}
