@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Plays the bundled demo clip: results as JSON lines on stdout, and over MQTT
-# to a throw-away Mosquitto on a free loopback port when mosquitto is installed.
+# Plays the bundled demo clip and publishes its results over MQTT to a
+# throw-away Mosquitto on a free loopback port; a subscriber prints them.
+# Without mosquitto the results go to stdout as JSON lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=$(mktemp -d)
@@ -12,8 +13,9 @@ if [ -x "$broker" ]; then
   printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$state/mosquitto.conf"
   "$broker" -c "$state/mosquitto.conf" >/dev/null 2>&1 &
   sleep 0.5
-  mosquitto_sub -p "$port" -t 'edge-msa/#' -v | sed 's/^/[mqtt] /' >&2 &
-  exec_args=(--output mqtt --output jsonl --mqtt-port "$port")
+  # What a consumer sees: the results and the availability, as they arrive.
+  mosquitto_sub -p "$port" -t 'edge-msa/+/sentiment' -t 'edge-msa/+/availability' -v &
+  exec_args=(--output mqtt --mqtt-port "$port")
 else
   echo "demo: mosquitto not found; results go to stdout only" >&2
   exec_args=(--output jsonl)
