@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import wave
 from pathlib import Path
 
 import av
 import numpy as np
 
 from edge_msa.sources import DEMO_CLIP
+from edge_msa.types import SAMPLE_RATE
+
+
+def espeak(text: str, folder: Path) -> np.ndarray:
+    """``text`` spoken by espeak-ng (en-us, 160 wpm), resampled to 16 kHz float32."""
+    path = folder / "espeak.wav"
+    cmd = ["espeak-ng", "-v", "en-us", "-s", "160", "-p", "50", "-w", str(path), text]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with wave.open(str(path), "rb") as wav:
+        rate = wav.getframerate()
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    samples = pcm.astype(np.float32) / 32768.0
+    times = np.arange(int(len(samples) * SAMPLE_RATE / rate)) / SAMPLE_RATE
+    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
 
 
 def faststart_copy(dst: Path, src: Path = DEMO_CLIP) -> Path:

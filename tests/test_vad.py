@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 from edge_msa.segmentation.segmenter import Segmenter
 from edge_msa.segmentation.vad import WINDOW, SileroVad
 from edge_msa.types import SAMPLE_RATE, AudioChunk, Utterance
+from tests.media_util import espeak
 
 ASSETS = Path(__file__).resolve().parent.parent / "edge_msa" / "assets"
 TOLERANCE_S = 0.15
@@ -27,17 +26,6 @@ LEAD_S, GAP_S, TAIL_S = 1.0, 1.5, 1.2
 NOISE_DB = -50.0
 
 
-def espeak(text: str, folder: Path) -> np.ndarray:
-    """``text`` spoken by espeak-ng, resampled to 16 kHz float32."""
-    path = folder / "s.wav"
-    cmd = ["espeak-ng", "-v", "en-us", "-s", "160", "-p", "50", "-w", str(path), text]
-    subprocess.run(cmd, check=True, capture_output=True)
-    with wave.open(str(path), "rb") as wav:
-        rate = wav.getframerate()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    samples = pcm.astype(np.float32) / 32768.0
-    times = np.arange(int(len(samples) * SAMPLE_RATE / rate)) / SAMPLE_RATE
-    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
 
 
 def speech_span(samples: np.ndarray, threshold_db: float = -35.0) -> tuple[int, int]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +15,11 @@ from edge_msa.encoders.voice import VoiceEncoder, audio_state, default_model_dir
 from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState
 
 from .conftest import need_data
+from .media_util import espeak
 
 SENTENCE = "I am really happy with how this turned out."
 
 
-def espeak(text: str, folder: Path) -> np.ndarray:
-    """``text`` spoken by espeak-ng, resampled to 16 kHz float32."""
-    path = folder / "voice.wav"
-    cmd = ["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(path), text]
-    subprocess.run(cmd, check=True, capture_output=True)
-    with wave.open(str(path), "rb") as wav:
-        rate = wav.getframerate()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    samples = pcm.astype(np.float32) / 32768.0
-    times = np.arange(int(len(samples) * SAMPLE_RATE / rate)) / SAMPLE_RATE
-    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

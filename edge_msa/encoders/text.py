@@ -10,24 +10,20 @@ a standard deviation.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from edge_msa.models import load_manifest
+from edge_msa.models import model_dir as models_subdir
 from edge_msa.types import TextPrediction
 
 PAD_ID = 0
 
 
 def default_model_dir() -> Path:
-    """``$EDGE_MSA_MODELS/text`` when set, else ``<repo>/models/text``."""
-    env = os.environ.get("EDGE_MSA_MODELS")
-    if env:
-        return Path(env) / "text"
-    return Path(__file__).resolve().parents[2] / "models" / "text"
+    return models_subdir("text")
 
 
 def normalise_text(text: str) -> str:
@@ -36,14 +32,6 @@ def normalise_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _load_manifest(model_dir: Path) -> dict:
-    path = model_dir / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the text model folder must hold manifest.json, "
-            "tokenizer.json and the ONNX graph (see scripts/train_text.py)"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class TextEncoder:
@@ -55,7 +43,7 @@ class TextEncoder:
         from edge_msa.backends import create_session
 
         model_dir = Path(model_dir)
-        manifest = _load_manifest(model_dir)
+        manifest = load_manifest(model_dir, "scripts/train_text.py")
         self.model_dir = model_dir
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.max_len = int(manifest["max_len"])

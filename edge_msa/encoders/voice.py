@@ -19,14 +19,14 @@ No torch or scikit-learn at run time: the head was fitted offline by
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edge_msa.encoders.asr import duration_frames
+from edge_msa.models import load_manifest
+from edge_msa.models import model_dir as models_subdir
 from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState, VoiceFeatures
 
 # Sentiment on the MOSI scale [-3, 3] implied by each acted emotion. MOSI
@@ -67,11 +67,7 @@ PROSODY_NAMES = (
 
 
 def default_model_dir() -> Path:
-    """``$EDGE_MSA_MODELS/voice`` when set, else ``<repo>/models/voice``."""
-    env = os.environ.get("EDGE_MSA_MODELS")
-    if env:
-        return Path(env) / "voice"
-    return Path(__file__).resolve().parents[2] / "models" / "voice"
+    return models_subdir("voice")
 
 
 def pool(frames: np.ndarray) -> np.ndarray:
@@ -167,7 +163,7 @@ class VoiceEncoder:
         from edge_msa.backends import create_session
 
         model_dir = Path(model_dir)
-        manifest = _load_manifest(model_dir)
+        manifest = load_manifest(model_dir, "scripts/train_voice.py")
         settings = manifest["settings"]
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.use_prosody = bool(settings["prosody"])
@@ -204,14 +200,6 @@ class VoiceEncoder:
         )
 
 
-def _load_manifest(model_dir: Path) -> dict:
-    path = model_dir / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the voice model folder must hold manifest.json and "
-            "the ONNX head (see scripts/train_voice.py)"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _frames(x: np.ndarray) -> np.ndarray:
