@@ -21,7 +21,6 @@ import math
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_msa.evaluation.labels import LabelRow, read_labels  # noqa: E402
 from edge_msa.evaluation.metrics import regression_metrics  # noqa: E402
+from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -480,24 +480,8 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "uncommitted"
 
 
-def rounded(obj):
-    if isinstance(obj, float):
-        return round(obj, 4)
-    if isinstance(obj, dict):
-        return {k: rounded(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [rounded(v) for v in obj]
-    return obj
 
 
 def log(msg: str) -> None:

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from edge_msa.evaluation.voice_eval import (  # noqa: E402
     emodb_label,
     load_audio_16k,
 )
+from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
 from edge_msa.types import VOICE_EMOTIONS  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -259,27 +259,8 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def rounded(obj):
-    if isinstance(obj, float):
-        return round(obj, 4)
-    if isinstance(obj, dict):
-        return {k: rounded(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [rounded(v) for v in obj]
-    return obj
 
 
 def select(e_data, y, speakers, r_data, y_r, args) -> dict:
