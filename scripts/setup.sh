@@ -9,6 +9,8 @@ have mosquitto || missing+=(mosquitto)
 have mosquitto_sub || missing+=(mosquitto-clients)
 have espeak-ng || missing+=(espeak-ng)
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
+# Debian and Ubuntu ship venv support separately from python3.
+"${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""
