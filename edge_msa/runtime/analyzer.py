@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from edge_msa.encoders.voice import audio_state
 from edge_msa.fusion import ModalityEstimate, fuse
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.types import VOICE_EMOTIONS, Estimate, ModalityState, Transcript, Utterance
@@ -67,8 +68,6 @@ class Analyzer:
         return Analysis(fuse(estimates, states), None, {}, outputs)
 
     def _add_voice(self, utt, frames, latency, states, estimates, outputs) -> None:
-        from edge_msa.encoders.voice import audio_state
-
         states["audio"] = audio_state(utt.audio)
         if states["audio"] is ABSENT:
             return

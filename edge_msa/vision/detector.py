@@ -138,11 +138,11 @@ class FaceDetector:
             return []
         boxes *= np.array([w / in_w, h / in_h, w / in_w, h / in_h], np.float32)
         keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.threshold, 0.3)
-        return [
+        found = [
             Detection(clip_box(boxes[i], w, h), float(scores[i]))
             for i in np.asarray(keep, dtype=int).reshape(-1)
-            if clip_box(boxes[i], w, h)[2] > 0
         ]
+        return [d for d in found if d.box[2] > 0]
 
     # ------------------------------------------------------------ Haar
 
