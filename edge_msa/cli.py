@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("action", choices=["status", "flush"])
     _common(outbox)
     outbox.add_argument("--timeout", type=float, default=30.0, help="flush: give up after (s)")
+
+    corpus = sub.add_parser("corpus", help="build a training corpus (cached outside the repo)")
+    corpus_sub = corpus.add_subparsers(dest="what", required=True)
+    spoken = corpus_sub.add_parser("spoken", help="speak labelled transcripts, cache ASR + audio")
+    spoken.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
+    spoken.add_argument("--split", required=True, help="rows whose mode is NAME")
+    spoken.add_argument("--limit", type=int, help="a seeded random subset of N sentences")
+    spoken.add_argument("--seed", type=int, default=0)
+    spoken.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    spoken.add_argument("--cache", help="cache root (default ~/.cache/edge-msa/spoken)")
 
     ev = sub.add_parser("eval", help="evaluate a model on labelled data")
     ev_sub = ev.add_subparsers(dest="what", required=True)
@@ -144,6 +155,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report))
         return 0
+    if args.command == "corpus":
+        return _corpus_spoken(args)
     if args.command == "eval":
         _setup_logging("WARNING")
         try:
@@ -160,6 +173,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     from edge_msa.runtime.app import run
 
     return asyncio.run(run(cfg))
+
+
+def _corpus_spoken(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.labels import read_labels
+    from edge_msa.training import spoken
+
+    _setup_logging("WARNING")
+    labels = Path(args.labels)
+    try:
+        rows = spoken.select(read_labels(labels, args.split), args.limit, args.seed)
+    except (OSError, ValueError) as e:
+        print(f"edge-msa: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"edge-msa: {labels}: no rows with mode == {args.split!r}", file=sys.stderr)
+        return 2
+    cache = Path(args.cache) if args.cache else spoken.default_cache()
+    folder = spoken.corpus_folder(cache, labels, args.split)
+    report = spoken.build(rows, folder, args.jobs)
+    print(json.dumps({"folder": str(folder), "sentences": len(rows), **report}))
+    return 0
 
 
 def _eval_text(args: argparse.Namespace) -> int:
