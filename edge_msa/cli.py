@@ -39,25 +39,65 @@ def build_parser() -> argparse.ArgumentParser:
     src = run.add_mutually_exclusive_group()
     src.add_argument("--camera", dest="source.camera", help="camera index or device path")
     src.add_argument("--media", dest="source.media", help="media file or rtsp:// URL")
-    src.add_argument("--demo", dest="source.demo", action="store_const", const=True,
-                     help="play the bundled demo clip")
+    src.add_argument(
+        "--demo",
+        dest="source.demo",
+        action="store_const",
+        const=True,
+        help="play the bundled demo clip",
+    )
     run.add_argument("--microphone", dest="source.microphone", help="input device index or name")
-    run.add_argument("--no-microphone", dest="source.use_microphone", action="store_const",
-                     const=False, help="with --camera: video only")
-    run.add_argument("--realtime", dest="source.realtime", action="store_const", const=True,
-                     help="pace a file at wall-clock speed")
-    run.add_argument("--output", dest="output.sinks", action="append", choices=["mqtt", "jsonl"],
-                     help="where results go (repeatable; default mqtt); jsonl: stdout")
+    run.add_argument(
+        "--no-microphone",
+        dest="source.use_microphone",
+        action="store_const",
+        const=False,
+        help="with --camera: video only",
+    )
+    run.add_argument(
+        "--realtime",
+        dest="source.realtime",
+        action="store_const",
+        const=True,
+        help="pace a file at wall-clock speed",
+    )
+    run.add_argument(
+        "--output",
+        dest="output.sinks",
+        action="append",
+        choices=["mqtt", "jsonl"],
+        help="where results go (repeatable; default mqtt); jsonl: stdout",
+    )
     run.add_argument("--output-file", dest="output.jsonl_file", help="also append JSONL here")
-    run.add_argument("--transcript", dest="output.include_transcript", action="store_const",
-                     const=True, help="put the transcript into published results")
-    run.add_argument("--no-transcribe", dest="asr.enabled", action="store_const", const=False,
-                     help="no speech recognition (privacy): text is absent")
+    run.add_argument(
+        "--transcript",
+        dest="output.include_transcript",
+        action="store_const",
+        const=True,
+        help="put the transcript into published results",
+    )
+    run.add_argument(
+        "--no-transcribe",
+        dest="asr.enabled",
+        action="store_const",
+        const=False,
+        help="no speech recognition (privacy): text is absent",
+    )
     run.add_argument("--backend", dest="runtime.backend", choices=["cpu", "cuda", "tensorrt"])
-    run.add_argument("--no-vision", dest="vision.enabled", action="store_const", const=False,
-                     help="do not analyse frames: vision is absent")
-    run.add_argument("--visual-interval", dest="vision.visual_interval_s", type=float,
-                     metavar="S", help="face-only result every S s when nobody speaks (0: never)")
+    run.add_argument(
+        "--no-vision",
+        dest="vision.enabled",
+        action="store_const",
+        const=False,
+        help="do not analyse frames: vision is absent",
+    )
+    run.add_argument(
+        "--visual-interval",
+        dest="vision.visual_interval_s",
+        type=float,
+        metavar="S",
+        help="face-only result every S s when nobody speaks (0: never)",
+    )
 
     check = sub.add_parser("validate-config", help="check a TOML config file and exit")
     check.add_argument("file")
@@ -83,13 +123,43 @@ def build_parser() -> argparse.ArgumentParser:
     spoken.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     spoken.add_argument("--cache", help="cache root (default ~/.cache/edge-msa/spoken)")
 
+    train = sub.add_parser("train", help="train and export the fusion model")
+    train.add_argument("--config", required=True, help="TOML training config")
+
     ev = sub.add_parser("eval", help="evaluate a model on labelled data")
     ev_sub = ev.add_subparsers(dest="what", required=True)
-    text = ev_sub.add_parser("text", help="the text sentiment model on a label CSV")
-    text.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
-    text.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
-    text.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
-    text.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "tensorrt"])
+    text = ev_sub.add_parser("text", help="the fusion model given only the transcripts")
+    speech = ev_sub.add_parser(
+        "speech", help="transcripts spoken by espeak-ng, heard as at run time"
+    )
+    speech.add_argument(
+        "--text",
+        default="simulated",
+        choices=["present", "simulated", "absent"],
+        help="what text the model gets besides the audio",
+    )
+    missing = ev_sub.add_parser("missing", help="fixed modality subsets and random missing rates")
+    for p in (text, speech, missing):
+        p.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
+        p.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
+        p.add_argument("--model", help="fusion model folder (default: models/fusion)")
+        p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+        p.add_argument("--plot", metavar="DIR", help="write PNG plots here")
+        p.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "tensorrt"])
+    for p in (speech, missing):
+        p.add_argument(
+            "--limit",
+            type=int,
+            default=200 if p is missing else None,
+            help="a seeded random subset of N sentences",
+        )
+        p.add_argument("--jobs", type=int, help="processes for speaking and hearing")
+    for p in (text, missing):
+        p.add_argument(
+            "--encoder-only",
+            action="store_true",
+            help="the v0 path instead: encoder heads (+ inverse-variance fusion)",
+        )
     face = ev_sub.add_parser("face", help="the face expression model on FER2013-style npz")
     face.add_argument("--fer2013", required=True, help="npz with images (N,48,48) and labels")
     voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
@@ -155,6 +225,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report))
         return 0
+    if args.command == "train":
+        from edge_msa.training.train_fusion import load_train_config, run
+
+        _setup_logging("INFO")
+        print(json.dumps(run(load_train_config(args.config), args.config)))
+        return 0
     if args.command == "corpus":
         return _corpus_spoken(args)
     if args.command == "eval":
@@ -197,10 +273,63 @@ def _corpus_spoken(args: argparse.Namespace) -> int:
 
 
 def _eval_text(args: argparse.Namespace) -> int:
-    from edge_msa.evaluation.text_eval import evaluate_text, format_table
+    from edge_msa.evaluation.fusion_eval import evaluate_text
 
-    metrics = evaluate_text(args.labels, args.split, backend=args.backend)
-    return _report(args, metrics, format_table(metrics))
+    metrics = evaluate_text(args.labels, args.split, args.model, args.backend, args.encoder_only)
+    return _report_fusion(args, metrics)
+
+
+def _eval_speech(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.fusion_eval import evaluate_speech
+
+    metrics = evaluate_speech(
+        args.labels, args.split, args.text, args.limit, args.model, args.backend, args.jobs
+    )
+    return _report_fusion(args, metrics)
+
+
+def _eval_missing(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.fusion_eval import evaluate_missing
+
+    metrics = evaluate_missing(
+        args.labels, args.split, args.limit, args.model, args.backend, args.jobs, args.encoder_only
+    )
+    return _report_fusion(args, metrics)
+
+
+def _report_fusion(args: argparse.Namespace, metrics: dict) -> int:
+    from edge_msa.evaluation.report import format_table
+
+    arrays = metrics.pop("_arrays")
+    if "subsets" in metrics:
+        rows = {
+            **{f"subset {k}": v for k, v in metrics["subsets"].items()},
+            **{f"r={k}": v for k, v in metrics["random"].items()},
+            "random mean": metrics["random_mean"],
+        }
+        print(format_rows(rows))
+    else:
+        print(format_table(metrics))
+    if args.plot:
+        from edge_msa.evaluation import plots
+
+        out = [plots.calibration_png(*arrays, Path(args.plot) / "calibration.png")]
+        if "random" in metrics:
+            out.append(plots.robustness_png(metrics["random"], Path(args.plot) / "robustness.png"))
+        print("wrote " + ", ".join(map(str, out)), file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+def format_rows(rows: dict[str, dict]) -> str:
+    keys = ("mae", "corr", "acc2", "f1", "acc7", "coverage_1sigma", "coverage_2sigma")
+    width = max(len(k) for k in rows)
+    lines = [f"{'':<{width}}  " + " ".join(f"{k[:8]:>8}" for k in keys)]
+    lines += [
+        f"{name:<{width}}  " + " ".join(f"{m[k]:8.4f}" for k in keys) for name, m in rows.items()
+    ]
+    return "\n".join(lines)
 
 
 def _eval_face(args: argparse.Namespace) -> int:
@@ -225,15 +354,25 @@ def _report(args: argparse.Namespace, metrics: dict, table: str, name: str = "")
         from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
 
         labels = list(FACE_EMOTIONS if name == "face" else VOICE_EMOTIONS)
-        path = confusion_png(metrics["confusion"], labels, f"{name} confusion",
-                             Path(args.plot) / f"{name}_confusion.png")
+        path = confusion_png(
+            metrics["confusion"],
+            labels,
+            f"{name} confusion",
+            Path(args.plot) / f"{name}_confusion.png",
+        )
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     return 0
 
 
-EVALS = {"text": _eval_text, "face": _eval_face, "voice": _eval_voice}
+EVALS = {
+    "text": _eval_text,
+    "speech": _eval_speech,
+    "missing": _eval_missing,
+    "face": _eval_face,
+    "voice": _eval_voice,
+}
 
 
 if __name__ == "__main__":

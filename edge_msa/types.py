@@ -17,7 +17,8 @@ SAMPLE_RATE = 16_000
 
 class ModalityState(str, enum.Enum):
     PRESENT = "present"
-    SIMULATED = "simulated"
+    SIMULATED = "simulated"  # text: a low-confidence transcript
+    IMAGINED = "imagined"  # text: none, imagined by the fusion model from audio (+ vision)
     ABSENT = "absent"
 
 

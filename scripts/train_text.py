@@ -239,8 +239,12 @@ def fine_tune(
 ) -> tuple[TextSentimentModel, list[dict]]:
     torch.manual_seed(args.seed)
     model = TextSentimentModel(load_encoder(base))
-    with torch.no_grad():
-        model.mean_head.bias.fill_(float(train.labels.mean()))
+    if args.init:
+        # Continue from an earlier run's checkpoint (a further epoch at a lower rate).
+        model.load_state_dict(torch.load(args.init, weights_only=False)["state_dict"])
+    else:
+        with torch.no_grad():
+            model.mean_head.bias.fill_(float(train.labels.mean()))
     model.freeze_bottom(args.freeze_layers)
     heads = list(model.mean_head.parameters()) + list(model.var_head.parameters())
     trainable = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -510,6 +514,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freeze-layers", type=int, default=0, help="freeze embeddings + this many bottom layers"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="start from this finetuned.pt instead of MiniLM")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument(
         "--resume-export", action="store_true", help="skip training; export WORK/finetuned.pt"

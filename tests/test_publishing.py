@@ -8,7 +8,7 @@ import json
 import jsonschema
 
 from edge_msa.config import MqttConfig
-from edge_msa.fusion import ModalityEstimate, fuse
+from edge_msa.evaluation.baselines import ModalityEstimate, fuse
 from edge_msa.publishing.mqtt import MqttPublisher
 from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.result import RESULT_SCHEMA, build_result, polarity

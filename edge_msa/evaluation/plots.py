@@ -40,3 +40,47 @@ def confusion_png(confusion, labels: list[str], title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def calibration_png(mean, std, truth, path: Path) -> Path:
+    """Observed share of labels within ±kσ against the Gaussian's, k in 0.1..3."""
+    from math import erf, sqrt
+
+    plt = _pyplot()
+    z = np.abs(np.asarray(truth) - np.asarray(mean)) / np.asarray(std)
+    ks = np.linspace(0.1, 3.0, 30)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(
+        [erf(k / sqrt(2)) for k in ks], [np.mean(z <= k) for k in ks], "o-", ms=3, label="model"
+    )
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set_xlabel("expected coverage (Gaussian, ±kσ)")
+    ax.set_ylabel("observed coverage")
+    ax.set_title(f"calibration (n={len(z)})")
+    ax.legend()
+    return _save(fig, path)
+
+
+def robustness_png(curve: dict[str, dict], path: Path, others: dict | None = None) -> Path:
+    """MAE and Acc-2 against the random missing rate r."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, c in {"fusion": curve, **(others or {})}.items():
+        rates = [float(r) for r in c]
+        for ax, key in zip(axes, ("mae", "acc2"), strict=True):
+            ax.plot(rates, [m[key] for m in c.values()], "o-", ms=3, label=name)
+    for ax, key in zip(axes, ("MAE", "Acc-2 (non-zero)"), strict=True):
+        ax.set_xlabel("missing rate r")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    return _save(fig, path)

@@ -1,5 +1,6 @@
-"""Fusion of per-modality Gaussian estimates into one score and uncertainty."""
+"""The fusion model: its inputs (``features``) and its ONNX runtime (``model``)."""
 
-from edge_msa.fusion.inverse_variance import PRIOR_MEAN, PRIOR_STD, ModalityEstimate, fuse
+from edge_msa.fusion.features import FusionInputs
+from edge_msa.fusion.model import FusionModel, FusionOutput
 
-__all__ = ["PRIOR_MEAN", "PRIOR_STD", "ModalityEstimate", "fuse"]
+__all__ = ["FusionInputs", "FusionModel", "FusionOutput"]

@@ -57,9 +57,7 @@ def audio_tokens(frames: np.ndarray, count: int) -> np.ndarray:
 
 def vision_tokens(embeddings: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """(F, 135) tokens from per-frame (N, 128) embeddings and (N, 7) probabilities."""
-    x = np.concatenate(
-        [np.asarray(embeddings, np.float32), np.asarray(probs, np.float32)], axis=1
-    )
+    x = np.concatenate([np.asarray(embeddings, np.float32), np.asarray(probs, np.float32)], axis=1)
     if len(x) > VISION_TOKENS:
         x = x[np.linspace(0, len(x) - 1, VISION_TOKENS).round().astype(int)]
     return x

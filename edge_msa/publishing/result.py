@@ -58,7 +58,7 @@ _OUTPUT = {
         "emotion": {"type": "string"},
     },
 }
-_STATE = {"type": "string", "enum": ["present", "simulated", "absent"]}
+_STATE = {"type": "string", "enum": ["present", "simulated", "imagined", "absent"]}
 
 RESULT_SCHEMA: dict[str, object] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -81,8 +81,8 @@ RESULT_SCHEMA: dict[str, object] = {
         "uncertainty": {
             "type": "number",
             "exclusiveMinimum": 0,
-            "description": "standard deviation of the score (heteroscedastic heads, "
-            "calibrated on dev data, fused by inverse variance)",
+            "description": "standard deviation of the score (the fusion model's "
+            "heteroscedastic heads, calibrated on validation data)",
         },
         "modalities": {
             "type": "object",

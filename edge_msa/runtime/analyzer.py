@@ -1,8 +1,10 @@
-"""Per-utterance analysis: speech recognition, text sentiment, face summary, fusion.
+"""Per-utterance analysis: speech recognition, encoders, the fusion model.
 
 Models are loaded once and shared; ``analyse`` is blocking and runs off the
-event loop. Each modality that is there adds a Gaussian estimate on the MOSI
-scale; fusion weighs them by their precision.
+event loop. Each encoder turns its modality into the fusion model's inputs
+(:mod:`edge_msa.fusion.features`); the fusion model gives the score, its
+uncertainty and each modality's own estimate, and imagines the text from the
+audio when there is none.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from edge_msa.encoders.asr import duration_frames
 from edge_msa.encoders.voice import audio_state
-from edge_msa.fusion import ModalityEstimate, fuse
+from edge_msa.fusion.features import FusionInputs, audio_tokens
+from edge_msa.fusion.model import FusionOutput
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.types import VOICE_EMOTIONS, Estimate, ModalityState, Transcript, Utterance
 
@@ -30,7 +34,8 @@ class Analyzer:
     """``asr`` runs the Whisper encoder once per utterance; its output feeds the
     decoder (when ``text`` is set, i.e. transcription is on) and ``voice``."""
 
-    def __init__(self, asr=None, text=None, voice=None) -> None:
+    def __init__(self, fusion, asr=None, text=None, voice=None) -> None:
+        self.fusion = fusion  # FusionModel
         self.asr = asr  # SpeechRecognizer; None when neither text nor voice is wanted
         self.text = text  # TextEncoder; None when transcription is off
         self.voice = voice  # VoiceEncoder; None when the voice stage is off
@@ -38,57 +43,51 @@ class Analyzer:
     def analyse(self, utt: Utterance, face: FaceSummary | None = None) -> Analysis:
         latency: dict[str, float] = {}
         states = {"text": ABSENT, "audio": ABSENT, "vision": ABSENT}
-        estimates: dict[str, ModalityEstimate] = {}
-        outputs: dict[str, dict[str, object]] = {}
+        inputs = FusionInputs()
+        emotions: dict[str, str] = {}
         transcript = frames = None
         if self.asr is not None:
             with _timed(latency, "asr"):
                 transcript, frames = self.asr.recognise(utt.audio, transcribe=self.text is not None)
-        if frames is not None and self.voice is not None:
-            self._add_voice(utt, frames, latency, states, estimates, outputs)
-        if transcript is not None:
-            states["text"] = transcript.state
+        if frames is not None and self.voice is not None and audio_state(utt.audio) is PRESENT:
+            with _timed(latency, "voice"):
+                vf = self.voice.encode(frames, utt.audio)
+                inputs.audio = audio_tokens(frames, duration_frames(len(utt.audio)))
+                inputs.voice = vf.probs
+            states["audio"] = PRESENT
+            emotions["audio"] = VOICE_EMOTIONS[int(vf.probs.argmax())]
         if transcript is not None and transcript.state is not ABSENT:
             with _timed(latency, "text"):
-                pred = self.text.predict(transcript.text)
-            estimates["text"] = ModalityEstimate(pred.mean, pred.std, transcript.state)
-            outputs["text"] = _output(pred.mean, pred.std)
+                inputs.text = self.text.predict(transcript.text).embedding
+            inputs.simulated = transcript.state is ModalityState.SIMULATED
+            states["text"] = transcript.state
         if face is not None:
-            self._add_face(face, states, estimates, outputs)
+            inputs.vision = face.tokens
+            states["vision"] = PRESENT
+            emotions["vision"] = face.emotion
         with _timed(latency, "fusion"):
-            estimate = fuse(estimates, states)
+            fused = self.fusion.predict(inputs)
+        estimate, outputs = _estimate(fused, states, emotions)
         return Analysis(estimate, transcript, latency, outputs)
 
     def face_only(self, face: FaceSummary) -> Analysis:
         """A result from the face alone, for when nobody speaks."""
-        states = {"text": ABSENT, "audio": ABSENT, "vision": ABSENT}
-        estimates: dict[str, ModalityEstimate] = {}
-        outputs: dict[str, dict[str, object]] = {}
-        self._add_face(face, states, estimates, outputs)
-        return Analysis(fuse(estimates, states), None, {}, outputs)
-
-    def _add_voice(self, utt, frames, latency, states, estimates, outputs) -> None:
-        states["audio"] = audio_state(utt.audio)
-        if states["audio"] is ABSENT:
-            return
-        with _timed(latency, "voice"):
-            vf = self.voice.encode(frames, utt.audio)
-        estimates["audio"] = ModalityEstimate(vf.valence, vf.valence_std, PRESENT)
-        emotion = VOICE_EMOTIONS[int(vf.probs.argmax())]
-        outputs["audio"] = _output(vf.valence, vf.valence_std, emotion)
-
-    @staticmethod
-    def _add_face(face: FaceSummary, states, estimates, outputs) -> None:
-        states["vision"] = PRESENT
-        estimates["vision"] = ModalityEstimate(face.valence, face.valence_std, PRESENT)
-        outputs["vision"] = _output(face.valence, face.valence_std, face.emotion)
+        states = {"text": ABSENT, "audio": ABSENT, "vision": PRESENT}
+        fused = self.fusion.predict(FusionInputs(vision=face.tokens))
+        estimate, outputs = _estimate(fused, states, {"vision": face.emotion})
+        return Analysis(estimate, None, {}, outputs)
 
 
-def _output(score: float, std: float, emotion: str | None = None) -> dict[str, object]:
-    out: dict[str, object] = {"score": round(score, 3), "std": round(std, 3)}
-    if emotion is not None:
-        out["emotion"] = emotion
-    return out
+def _estimate(fused: FusionOutput, states, emotions) -> tuple[Estimate, dict]:
+    if fused.text_imagined:
+        states["text"] = ModalityState.IMAGINED
+    outputs: dict[str, dict[str, object]] = {}
+    for name, (mean, std) in fused.modality.items():
+        out: dict[str, object] = {"score": round(mean, 3), "std": round(std, 3)}
+        if name in emotions:
+            out["emotion"] = emotions[name]
+        outputs[name] = out
+    return Estimate(fused.score, fused.std, dict(states)), outputs
 
 
 class _timed:

@@ -97,11 +97,14 @@ def load_models(cfg: Config, has_video: bool = True):
 
         voice = voice_mod.VoiceEncoder(voice_mod.default_model_dir(), backend, cfg.voice.threads)
     face = load_face_stage(cfg) if cfg.vision.enabled and has_video else None
-    names = [obj.name for obj in (text, voice) if obj is not None]
+    from edge_msa.fusion.model import FusionModel
+
+    fusion = FusionModel(backend=backend, threads=1)
+    names = [obj.name for obj in (fusion, text, voice) if obj is not None]
     if face is not None:
         names.append(face.expression.name)
     model_name = " ".join([f"edge-msa-{__version__}", *names])
-    return segmenter, Analyzer(asr, text, voice), face, model_name
+    return segmenter, Analyzer(fusion, asr, text, voice), face, model_name
 
 
 def load_face_stage(cfg: Config):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_msa.fusion.features import vision_tokens
 from edge_msa.types import FACE_EMOTIONS, FaceObservation
 
 
@@ -24,6 +25,7 @@ class FaceSummary:
     emotion: str
     frames: int  # analysed frames in the window
     with_face: int  # of those, frames with a face
+    tokens: np.ndarray  # (F, 135) the fusion model's vision tokens of the frames with a face
 
 
 class FaceTrack:
@@ -60,4 +62,6 @@ class FaceTrack:
         std = float(np.average([o.valence_std for o in faces], weights=w))
         probs = np.average(np.stack([o.probs for o in faces]), axis=0, weights=w)
         emotion = FACE_EMOTIONS[int(np.argmax(probs))]
-        return FaceSummary(valence, std, emotion, len(window), len(faces))
+        tokens = vision_tokens(np.stack([o.embedding for o in faces]),
+                               np.stack([o.probs for o in faces]))
+        return FaceSummary(valence, std, emotion, len(window), len(faces), tokens)

@@ -32,7 +32,13 @@ from edge_msa.types import SAMPLE_RATE
 
 # Voices that come with espeak-ng itself (no mbrola), with variants for pitch/timbre.
 VOICES = (
-    "en-us", "en-us+f2", "en-us+m3", "en-gb", "en-gb+f4", "en-gb-x-rp", "en-gb-scotland",
+    "en-us",
+    "en-us+f2",
+    "en-us+m3",
+    "en-gb",
+    "en-gb+f4",
+    "en-gb-x-rp",
+    "en-gb-scotland",
     "en-029+m2",
 )
 RATES = (140, 190)  # words per minute
@@ -129,8 +135,14 @@ def _render(row: LabelRow, folder: Path) -> float:
     target = sentence_file(folder, row.id)
     tmp = target.with_suffix(".tmp.npz")
     np.savez(
-        tmp, id=row.id, text=row.text, label=np.float32(row.label), voice=voice.name,
-        rate=voice.rate, pitch=voice.pitch, **heard,
+        tmp,
+        id=row.id,
+        text=row.text,
+        label=np.float32(row.label),
+        voice=voice.name,
+        rate=voice.rate,
+        pitch=voice.pitch,
+        **heard,
     )
     tmp.rename(target)
     return float(heard["seconds"])

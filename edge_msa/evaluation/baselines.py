@@ -1,4 +1,7 @@
-"""Interim fusion: precision-weighted mean of the modalities that are there.
+"""The v0 fusion baseline, kept for the ablation table: precision-weighted mean.
+
+The runtime fused like this until the fusion model replaced it; the
+evaluation runs it on the same inputs to show what the fusion model adds.
 
 Each modality branch gives a mean and a standard deviation (heteroscedastic
 head, calibrated on dev data). The fused estimate is the inverse-variance

@@ -1,0 +1,163 @@
+"""Feature banks of labelled faces and voices, for the joint corpus.
+
+Face bank: every FER2013 face in a few augmented variants (shift, scale,
+rotation, flip, brightness, contrast, noise), run through the shipped
+expression CNN: the per-frame vision tokens the runtime would see.
+
+Voice bank: every EmoDB and RAVDESS clip through the runtime's audio path
+(one Whisper encoder pass, the voice stage's embedding), and emotion
+probabilities from a logistic regression fitted leave-one-speaker-out, so no
+clip is scored by a head that saw it: the shipped head would be
+over-confident on its own training clips and the fusion model would learn to
+over-trust the voice.
+
+Both are cached (keyed by the model file's sha256) outside the repo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
+
+# Which emotions stand for which sentiment polarity when pairing by sentiment.
+FACE_POLARITY = {
+    "negative": ("angry", "disgust", "fear", "sad"),
+    "neutral": ("neutral",),
+    "positive": ("happy",),
+}  # surprise is left out: it goes either way
+VOICE_POLARITY = {
+    "negative": ("anger", "disgust", "fear", "sadness", "boredom"),
+    "neutral": ("neutral",),
+    "positive": ("happiness",),
+}
+RAVDESS_EMOTION = {
+    "01": "neutral",
+    "02": "neutral",
+    "03": "happiness",
+    "04": "sadness",
+    "05": "anger",
+    "06": "fear",
+    "07": "disgust",
+}  # 08 (surprised) has no EmoDB counterpart
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edge-msa" / "banks"
+
+
+def _sha8(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
+def augment(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One camera-like variant of a 48x48 grey face."""
+    import cv2
+
+    angle, scale = rng.uniform(-10, 10), rng.uniform(0.9, 1.1)
+    m = cv2.getRotationMatrix2D((24, 24), angle, scale)
+    m[:, 2] += rng.uniform(-3, 3, size=2)
+    out = cv2.warpAffine(face.astype(np.float32), m, (48, 48), borderMode=cv2.BORDER_REFLECT)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    out = out * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25) + rng.normal(0, 4, out.shape)
+    return np.clip(out, 0, 255)
+
+
+def face_bank(npz: Path, variants: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    """``tokens`` (N, variants, 135) float16 and ``labels`` (N,) for a FER2013 npz."""
+    from tqdm import tqdm
+
+    from edge_msa.vision.expression import DEFAULT_MODEL_DIR, MODEL_FILE, ExpressionModel
+
+    model_file = Path(DEFAULT_MODEL_DIR) / MODEL_FILE
+    cache = cache_root() / f"face_{Path(npz).stem}_{variants}_{seed}_{_sha8(model_file)}.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    with np.load(npz) as z:
+        images, labels = z["images"], z["labels"]
+    model = ExpressionModel(threads=os.cpu_count() or 1)
+    rng = np.random.default_rng(seed)
+    tokens = np.zeros((len(images), variants, 135), np.float16)
+    for start in tqdm(range(0, len(images), 256), desc=f"faces {Path(npz).stem}", unit="batch"):
+        chunk = images[start : start + 256]
+        for k in range(variants):
+            faces = np.stack([augment(f, rng) for f in chunk]) if k else chunk
+            probs, emb = model.predict_faces(faces)
+            tokens[start : start + len(chunk), k] = np.concatenate([emb, probs], axis=1)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, tokens=tokens, labels=labels.astype(np.int64))
+    return {"tokens": tokens, "labels": labels}
+
+
+def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
+    """(path, speaker, emotion) for EmoDB and RAVDESS."""
+    from edge_msa.evaluation.voice_eval import emodb_files, emodb_label
+
+    clips = [(p, *emodb_label(p)) for p in emodb_files(data / "emodb")]
+    for p in sorted((data / "ravdess").glob("*.wav")):
+        parts = p.stem.split("-")
+        if len(parts) > 6 and parts[2] in RAVDESS_EMOTION:
+            clips.append((p, f"ravdess{parts[6]}", RAVDESS_EMOTION[parts[2]]))
+    return clips
+
+
+def voice_bank(data: Path) -> dict[str, np.ndarray]:
+    """``probs`` (N, 7) leave-one-speaker-out and ``emotions`` (N,) str."""
+    from edge_msa.encoders.voice import default_model_dir
+
+    head = default_model_dir() / "voice_head.onnx"
+    cache = cache_root() / f"voice_{_sha8(head)}.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    from edge_msa.evaluation.voice_eval import load_audio_16k
+    from edge_msa.training.spoken import Listener
+
+    clips = _voice_clips(data)
+    listener = Listener(threads=os.cpu_count() or 1)
+    emb = []
+    for path, _, _ in clips:
+        audio = load_audio_16k(path)
+        _, frames = listener.asr.recognise(audio, transcribe=False)
+        from edge_msa.encoders.voice import embed
+
+        v = listener.voice
+        emb.append(embed(frames, audio, v.use_prosody, v.context_frames))
+    x = np.stack(emb)
+    speakers = np.array([c[1] for c in clips])
+    y = np.array([VOICE_EMOTIONS.index(c[2]) for c in clips])
+    probs = _loso_probs(x, y, speakers)
+    out = {"probs": probs.astype(np.float32), "emotions": np.array([c[2] for c in clips])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def _loso_probs(x: np.ndarray, y: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
+    for s in np.unique(speakers):
+        test = speakers == s
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=0.03, class_weight="balanced", max_iter=3000)
+        )
+        model.fit(x[~test], y[~test])
+        probs[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
+    return probs
+
+
+def polarity_pools(names: np.ndarray, table: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Indices of the bank entries whose emotion stands for each polarity."""
+    return {pol: np.flatnonzero(np.isin(names, emos)) for pol, emos in table.items()}
+
+
+def face_names(labels: np.ndarray) -> np.ndarray:
+    return np.array(FACE_EMOTIONS)[labels]
