@@ -3,8 +3,8 @@ environment variables, then CLI flags (each layer overrides the one before).
 
 Environment variables name a field by its path with ``__`` between levels,
 e.g. ``EDGE_MSA_MQTT__PORT=1884`` or ``EDGE_MSA_DEVICE_ID=kiosk-1``.
-``EDGE_MSA_DATA`` and ``EDGE_MSA_MODELS`` are not config fields: they locate
-data sets and model folders.
+``EDGE_MSA_DATA``, ``EDGE_MSA_MODELS`` and ``EDGE_MSA_TRT_CACHE`` are not config
+fields: they locate data sets, model folders and the TensorRT engine cache.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "EDGE_MSA_"
-NOT_CONFIG_ENV = {"EDGE_MSA_DATA", "EDGE_MSA_MODELS"}
+NOT_CONFIG_ENV = {"EDGE_MSA_DATA", "EDGE_MSA_MODELS", "EDGE_MSA_TRT_CACHE"}
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -32,6 +32,7 @@ python=${PYTHON:-python3}
 # Reinstall only when the project's dependencies changed.
 stamp=.venv/.edge-msa-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  # train: the fusion tests train and export a small model (torch CPU wheel).
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,train]"
   touch "$stamp"
 fi

@@ -38,7 +38,7 @@ def test_result_matches_schema_and_polarity():
     assert polarity(-0.6) == "negative" and polarity(0.2) == "neutral"
 
 
-def test_fusion_weights_by_precision_and_falls_back_to_prior():
+def test_v0_baseline_weights_by_precision_and_falls_back_to_prior():
     states = {"text": P, "audio": P, "vision": P}
     est = fuse(
         {"text": ModalityEstimate(2.0, 0.5, P), "audio": ModalityEstimate(-1.0, 1.0, P)}, states

@@ -12,7 +12,8 @@ import pytest
 from edge_msa.encoders.text import TextEncoder, default_model_dir
 from edge_msa.evaluation.labels import LabelRow, read_labels
 from edge_msa.evaluation.metrics import regression_metrics
-from edge_msa.evaluation.text_eval import evaluate_text, format_table
+from edge_msa.evaluation.fusion_eval import evaluate_text
+from edge_msa.evaluation.report import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +154,10 @@ def test_mosi_dev_meets_targets() -> None:
     labels = _data_dir() / "mosi" / "label.csv"
     if not labels.is_file():
         pytest.skip(f"{labels} not found (set EDGE_MSA_DATA to the datasets folder)")
-    m = evaluate_text(labels, "dev", default_model_dir())
-    assert m["n"] == 229
-    assert m["mae"] <= 1.0
-    assert m["acc2"] >= 0.77
+    encoder = evaluate_text(labels, "dev", encoder_only=True)
+    fused = evaluate_text(labels, "dev")
+    assert encoder["n"] == fused["n"] == 229
+    assert encoder["mae"] <= 1.0 and encoder["acc2"] >= 0.77
+    # The fusion model, given only the text, must not lose what the text encoder knew.
+    assert fused["mae"] <= encoder["mae"] + 0.02 and fused["acc2"] >= 0.77
+    assert 0.55 <= fused["coverage_1sigma"] <= 0.8

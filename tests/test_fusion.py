@@ -1,0 +1,219 @@
+"""The fusion model: inputs, masks, imagination, training, export and evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_msa.config import ConfigError
+from edge_msa.fusion.features import (
+    AUDIO_STRIDE,
+    AUDIO_TOKENS,
+    VISION_TOKENS,
+    FusionInputs,
+    audio_tokens,
+    batch,
+    vision_tokens,
+)
+from edge_msa.fusion.model import FusionModel
+from tests.conftest import cli
+
+RNG = np.random.default_rng(0)
+
+
+def _item(**kw) -> FusionInputs:
+    return FusionInputs(**kw)
+
+
+def _text():
+    return RNG.normal(size=384).astype(np.float32)
+
+
+def _audio(t=30):
+    return RNG.normal(size=(t, 384)).astype(np.float32)
+
+
+def _vision(f=8):
+    return RNG.normal(size=(f, 135)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def test_audio_tokens_average_groups_and_cap_length():
+    frames = np.arange(1500 * 384, dtype=np.float32).reshape(1500, 384)
+    short = audio_tokens(frames, 10)
+    assert short.shape == (3, 384)  # ceil(10 / 4)
+    assert np.allclose(short[0], frames[:AUDIO_STRIDE].mean(axis=0))
+    assert audio_tokens(frames, 1500).shape == (AUDIO_TOKENS, 384)
+    assert audio_tokens(frames, 0).shape == (1, 384)
+
+
+def test_vision_tokens_subsample_evenly_and_batch_masks():
+    tokens = vision_tokens(np.ones((40, 128)), np.full((40, 7), 0.5))
+    assert tokens.shape == (VISION_TOKENS, 135)
+    feed = batch([_item(text=_text(), vision=_vision(3)), _item(audio=_audio(5), voice=np.ones(7))])
+    assert feed["present"].tolist() == [[1, 0, 1], [0, 1, 0]]
+    assert feed["vision_mask"][0].sum() == 3 and feed["audio_mask"][1].sum() == 5
+
+
+# ---------------------------------------------------------------- shipped model
+
+
+@pytest.fixture(scope="module")
+def fusion() -> FusionModel:
+    return FusionModel()
+
+
+def test_absent_modality_contributes_nothing(fusion):
+    """Whatever sits in a masked-out slot must not move the output."""
+    text = _text()
+    a = batch([_item(text=text)])
+    b = {**a, "vision": RNG.normal(size=a["vision"].shape).astype(np.float32),
+         "audio": RNG.normal(size=a["audio"].shape).astype(np.float32)}
+    out_a = fusion._session.run(None, a)
+    out_b = fusion._session.run(None, b)
+    for x, y in zip(out_a, out_b, strict=True):
+        assert np.allclose(x, y, atol=1e-5)
+    # and a present modality does move it
+    c = batch([_item(text=text, vision=_vision())])
+    assert not np.allclose(fusion._session.run(None, c)[0], out_a[0])
+
+
+def test_text_is_imagined_from_audio_only(fusion):
+    with_audio = fusion.predict(_item(audio=_audio(), voice=np.full(7, 1 / 7, np.float32)))
+    assert with_audio.text_imagined and "text" in with_audio.modality
+    vision_only = fusion.predict(_item(vision=_vision()))
+    assert not vision_only.text_imagined and set(vision_only.modality) == {"vision"}
+    assert vision_only.weights["text"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_nothing_usable_gives_the_prior(fusion):
+    out = fusion.predict(FusionInputs())
+    assert out.modality == {} and not out.text_imagined
+    assert abs(out.score) < 1.0 and 0.5 < out.std < 3.0
+    assert out.weights["fused"] == pytest.approx(1.0)
+
+
+def test_text_sentiment_flows_through(fusion):
+    from edge_msa.encoders.text import TextEncoder, default_model_dir
+
+    enc = TextEncoder(default_model_dir())
+    good = fusion.predict(_item(text=enc.predict("i loved it, a wonderful film").embedding))
+    bad = fusion.predict(_item(text=enc.predict("it was awful and boring, i hated it").embedding))
+    assert good.score > 0.5 > -0.5 > bad.score
+    assert good.std > 0 and bad.std > 0
+
+
+def test_manifest_records_parity_and_sha(fusion):
+    import hashlib
+
+    from edge_msa.fusion.model import default_model_dir
+
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    assert float(manifest["parity_max_abs_diff_torch_vs_onnx"]) < 1e-4
+    for name, sha in manifest["sha256"].items():
+        assert hashlib.sha256((default_model_dir() / name).read_bytes()).hexdigest() == sha
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_rank_n_contrast_prefers_ordered_embeddings():
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.train_fusion import rnc_loss
+
+    y = torch.linspace(-3, 3, 32)
+    ordered = torch.stack([y, torch.zeros_like(y)], dim=1)
+    shuffled = ordered[torch.randperm(32, generator=torch.Generator().manual_seed(0))]
+    assert rnc_loss(ordered, y, 0.5) < rnc_loss(shuffled, y, 0.5)
+
+
+def test_train_config_names_the_bad_field(tmp_path):
+    from edge_msa.training.train_fusion import load_train_config
+
+    bad = tmp_path / "t.toml"
+    bad.write_text("epochs = 2\n[model]\nwidht = 64\n")
+    with pytest.raises(ConfigError, match=r"model\.widht"):
+        load_train_config(bad)
+
+
+def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.export_fusion import load_checkpoint, run_onnx, run_torch
+    from edge_msa.training.mmsa import read_pickle, to_feed, write_example
+
+    pkl = tmp_path / "unaligned_50.pkl"
+    write_example(pkl, n=64, sizes=(32, 5, 20))
+    config = tmp_path / "train.toml"
+    config.write_text(
+        f'epochs = 4\nbatch_size = 16\nout = "{tmp_path / "run"}"\nexport = "{tmp_path / "m"}"\n'
+        f'[data]\nsource = "mmsa"\nmmsa_file = "{pkl}"\n[model]\nwidth = 32\nlayers = 1\n'
+    )
+    res = cli("train", "--config", str(config))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.splitlines()[-1])
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["data"]["source"] == "mmsa" and summary["params"] > 0
+    assert manifest["metrics_valid"]["fp32"]["unaligned_50/present"]["n"] == 32
+    # The export really is the trained network, and the text carries the label.
+    feed, y = to_feed(read_pickle(pkl)["valid"])
+    model = load_checkpoint(tmp_path / "run" / "best.pt")
+    ref = run_torch(model, feed)
+    got = run_onnx(tmp_path / "run" / "fusion.fp32.onnx", feed)
+    for name in ref:
+        assert np.abs(ref[name] - got[name]).max() < 1e-4, name
+    assert np.corrcoef(ref["mean"], y)[0, 1] > 0.5
+
+
+def test_mmsa_pickle_with_missing_keys_is_a_clear_error(tmp_path):
+    import pickle
+
+    from edge_msa.training.mmsa import read_pickle
+
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(pickle.dumps({"train": {"text": np.zeros((1, 2, 3))}, "valid": {}}))
+    with pytest.raises(ValueError, match="lacks audio, vision, regression_labels"):
+        read_pickle(pkl)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _labels(tmp_path: Path) -> Path:
+    path = tmp_path / "label.csv"
+    path.write_text(
+        "id,text,label,mode\n"
+        "a_1,this is the best movie i have seen in years,2.8,test\n"
+        "a_2,i really hated the ending it was terrible,-2.6,test\n"
+        "a_3,the plot was okay nothing special,0.0,test\n"
+    )
+    return path
+
+
+def test_eval_text_reports_metrics_and_calibration(tmp_path):
+    res = cli("eval", "text", "--labels", str(_labels(tmp_path)), "--json",
+              "--plot", str(tmp_path / "plots"))
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout.splitlines()[-1])
+    assert m["n"] == 3 and m["model"].startswith("edge-msa-fusion")
+    for key in ("mae", "corr", "acc2", "acc2_has0", "f1", "acc5", "acc7",
+                "coverage_1sigma", "coverage_2sigma"):
+        assert key in m
+    assert m["acc2"] == 1.0  # the two clear sentences get the right sign
+    assert (tmp_path / "plots" / "calibration.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_eval_speech_runs_the_audio_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    labels = _labels(tmp_path)
+    res = cli("eval", "speech", "--labels", str(labels), "--text", "absent", "--jobs", "1",
+              "--json", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout.splitlines()[-1])
+    assert m["n"] == 3 and m["text"] == "absent"
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3  # cached for the next mode
