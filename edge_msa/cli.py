@@ -228,7 +228,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from edge_msa.training.train_fusion import load_train_config, run
 
-        _setup_logging("INFO")
+        _setup_logging("WARNING")
+        logging.getLogger("edge_msa").setLevel(logging.INFO)
         print(json.dumps(run(load_train_config(args.config), args.config)))
         return 0
     if args.command == "corpus":

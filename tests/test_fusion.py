@@ -46,8 +46,10 @@ def _vision(f=8):
 def test_audio_tokens_average_groups_and_cap_length():
     frames = np.arange(1500 * 384, dtype=np.float32).reshape(1500, 384)
     short = audio_tokens(frames, 10)
-    assert short.shape == (3, 384)  # ceil(10 / 4)
-    assert np.allclose(short[0], frames[:AUDIO_STRIDE].mean(axis=0))
+    assert short.shape == (3, 384)  # ceil(10 / 4) near-equal groups: 3, 4, 3 frames
+    assert np.allclose(short[0], frames[:3].mean(axis=0))
+    assert np.allclose(short[1], frames[3:7].mean(axis=0))
+    assert len(audio_tokens(frames, 8 * AUDIO_STRIDE)) == 8
     assert audio_tokens(frames, 1500).shape == (AUDIO_TOKENS, 384)
     assert audio_tokens(frames, 0).shape == (1, 384)
 

@@ -5,9 +5,10 @@ Shapes (batch first, float32 unless noted):
 - ``text`` (B, 384): the MiniLM sentence embedding of the transcript
   (:class:`edge_msa.encoders.text.TextEncoder`); zeros when text is absent.
 - ``audio`` (B, AUDIO_TOKENS, 384) and ``audio_mask`` (B, AUDIO_TOKENS):
-  the Whisper encoder frames that cover the utterance, averaged in groups of
-  ``AUDIO_STRIDE`` (80 ms a token); longer utterances are averaged down to
-  ``AUDIO_TOKENS`` tokens. The mask is 1 for real tokens.
+  the Whisper encoder frames that cover the utterance, split into
+  ceil(frames / ``AUDIO_STRIDE``) near-equal groups (about 80 ms a token) and
+  averaged; longer utterances are split into ``AUDIO_TOKENS`` groups. The
+  mask is 1 for real tokens.
 - ``voice`` (B, 7): the voice-emotion head's probabilities over ``VOICE_EMOTIONS``.
 - ``vision`` (B, VISION_TOKENS, 135) and ``vision_mask`` (B, VISION_TOKENS):
   per analysed frame, the expression CNN's 128-d embedding and its 7
