@@ -325,8 +325,9 @@ def _report_fusion(args: argparse.Namespace, metrics: dict) -> int:
 
 def format_rows(rows: dict[str, dict]) -> str:
     keys = ("mae", "corr", "acc2", "f1", "acc7", "coverage_1sigma", "coverage_2sigma")
+    heads = ("mae", "corr", "acc2", "f1", "acc7", "cov±1σ", "cov±2σ")
     width = max(len(k) for k in rows)
-    lines = [f"{'':<{width}}  " + " ".join(f"{k[:8]:>8}" for k in keys)]
+    lines = [f"{'':<{width}}  " + " ".join(f"{h:>8}" for h in heads)]
     lines += [
         f"{name:<{width}}  " + " ".join(f"{m[k]:8.4f}" for k in keys) for name, m in rows.items()
     ]

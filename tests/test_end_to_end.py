@@ -96,7 +96,11 @@ def test_pending_results_go_out_first_at_next_start(stopped_broker, subscribe, t
     second = cli(*run_args(stopped_broker.port, tmp_path, "nx", *fast, "--output", "jsonl",
                            "--output", "mqtt"))
     assert second.returncode == 0, second.stderr
-    new_ids = [json.loads(line)["id"] for line in second.stdout.splitlines()]
+    new = [json.loads(line) for line in second.stdout.splitlines()]
+    new_ids = [r["id"] for r in new]
+    # No transcription: the fusion model imagines the text from the voice.
+    assert {r["modalities"]["text"] for r in new} == {"imagined"}
+    assert all("text" in r["outputs"] and "audio" in r["outputs"] for r in new)
     assert sub.wait_for(lambda: len(sub.results()) == 2 * len(DEMO), 10)
     got = [r["id"] for r in sub.results()]
     assert got[len(DEMO):] == new_ids and not set(got[: len(DEMO)]) & set(new_ids)

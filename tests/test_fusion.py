@@ -219,3 +219,66 @@ def test_eval_speech_runs_the_audio_path(tmp_path, monkeypatch):
     m = json.loads(res.stdout.splitlines()[-1])
     assert m["n"] == 3 and m["text"] == "absent"
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3  # cached for the next mode
+
+
+# ---------------------------------------------------------------- corpora
+
+
+def _witnesses():
+    from edge_msa.training.joint import Witnesses
+
+    # faces: 3 images (happy, sad, neutral) x 2 variants; voices: 3 clips
+    faces = {"tokens": RNG.normal(size=(3, 2, 135)).astype(np.float16),
+             "labels": np.array([3, 4, 6])}
+    voices = {"probs": np.eye(7, dtype=np.float32)[[4, 5, 6]],
+              "emotions": np.array(["happiness", "sadness", "neutral"])}
+    return Witnesses(faces, voices, disagree=0.0)
+
+
+def test_witnesses_match_the_sentence_polarity():
+    w = _witnesses()
+    rng = np.random.default_rng(1)
+    assert w.voice(2.5, rng).argmax() == 4 and w.voice(-2.0, rng).argmax() == 5
+    assert w.voice(0.1, rng).argmax() == 6
+    face = w.face(2.5, rng)
+    assert 4 <= len(face) <= 16 and face.dtype == np.float32
+
+
+def test_double_flow_gives_the_student_the_asr_text_or_none():
+    from edge_msa.training.joint import Sentences
+    from edge_msa.training.train_fusion import TrainConfig, corpus_flows
+
+    s = Sentences(
+        ids=["a", "b"], labels=np.array([2.0, -2.0], np.float32),
+        text=np.ones((2, 384), np.float32), text_dropped=np.ones((2, 384), np.float32),
+        speech=np.array([0, -1]), asr_text=np.full((1, 384), 2.0, np.float32),
+        asr_state=np.array(["simulated"]), audio=[np.ones((6, 384), np.float16)],
+        voice_probs=np.ones((1, 7), np.float32),
+    )
+    cfg = TrainConfig(p_text_absent=0.0, p_drop_modality=0.0, max_frame_drop=0.0)
+    teacher, student, y, speech = corpus_flows(s, _witnesses(), np.array([0, 1]),
+                                               np.random.default_rng(0), cfg, train=True)
+    assert speech.tolist() == [True, False] and y.tolist() == [2.0, -2.0]
+    assert teacher["present"].tolist() == [[1, 1, 1], [1, 0, 1]]
+    assert student["present"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert student["simulated"][:, 0].tolist() == [1.0, 0.0]
+    assert np.all(student["text"][0] == 2.0) and np.all(teacher["text"][0] == 1.0)
+
+
+def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
+    labels = _labels(tmp_path)
+    cache = tmp_path / "cache"
+    args = ("corpus", "spoken", "--labels", str(labels), "--split", "test", "--limit", "2",
+            "--jobs", "1", "--cache", str(cache))
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["rendered"] == 2
+    again = json.loads(cli(*args).stdout.splitlines()[-1])
+    assert again["rendered"] == 0 and again["cached_before"] == 2
+    from edge_msa.training.spoken import load
+
+    rows = load(cache / labels.parent.name / "test")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["audio_tokens"].shape[1] == 384 and row["voice_probs"].shape == (7,)
+        assert row["asr_state"] in ("present", "simulated", "absent") and row["seconds"] > 1
