@@ -74,8 +74,11 @@ def test_absent_modality_contributes_nothing(fusion):
     """Whatever sits in a masked-out slot must not move the output."""
     text = _text()
     a = batch([_item(text=text)])
-    b = {**a, "vision": RNG.normal(size=a["vision"].shape).astype(np.float32),
-         "audio": RNG.normal(size=a["audio"].shape).astype(np.float32)}
+    b = {
+        **a,
+        "vision": RNG.normal(size=a["vision"].shape).astype(np.float32),
+        "audio": RNG.normal(size=a["audio"].shape).astype(np.float32),
+    }
     out_a = fusion._session.run(None, a)
     out_b = fusion._session.run(None, b)
     for x, y in zip(out_a, out_b, strict=True):
@@ -197,13 +200,29 @@ def _labels(tmp_path: Path) -> Path:
 
 
 def test_eval_text_reports_metrics_and_calibration(tmp_path):
-    res = cli("eval", "text", "--labels", str(_labels(tmp_path)), "--json",
-              "--plot", str(tmp_path / "plots"))
+    res = cli(
+        "eval",
+        "text",
+        "--labels",
+        str(_labels(tmp_path)),
+        "--json",
+        "--plot",
+        str(tmp_path / "plots"),
+    )
     assert res.returncode == 0, res.stderr
     m = json.loads(res.stdout.splitlines()[-1])
     assert m["n"] == 3 and m["model"].startswith("edge-msa-fusion")
-    for key in ("mae", "corr", "acc2", "acc2_has0", "f1", "acc5", "acc7",
-                "coverage_1sigma", "coverage_2sigma"):
+    for key in (
+        "mae",
+        "corr",
+        "acc2",
+        "acc2_has0",
+        "f1",
+        "acc5",
+        "acc7",
+        "coverage_1sigma",
+        "coverage_2sigma",
+    ):
         assert key in m
     assert m["acc2"] == 1.0  # the two clear sentences get the right sign
     assert (tmp_path / "plots" / "calibration.png").stat().st_size > 1000
@@ -213,8 +232,18 @@ def test_eval_text_reports_metrics_and_calibration(tmp_path):
 def test_eval_speech_runs_the_audio_path(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     labels = _labels(tmp_path)
-    res = cli("eval", "speech", "--labels", str(labels), "--text", "absent", "--jobs", "1",
-              "--json", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    res = cli(
+        "eval",
+        "speech",
+        "--labels",
+        str(labels),
+        "--text",
+        "absent",
+        "--jobs",
+        "1",
+        "--json",
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     assert res.returncode == 0, res.stderr
     m = json.loads(res.stdout.splitlines()[-1])
     assert m["n"] == 3 and m["text"] == "absent"
@@ -228,10 +257,14 @@ def _witnesses():
     from edge_msa.training.joint import Witnesses
 
     # faces: 3 images (happy, sad, neutral) x 2 variants; voices: 3 clips
-    faces = {"tokens": RNG.normal(size=(3, 2, 135)).astype(np.float16),
-             "labels": np.array([3, 4, 6])}
-    voices = {"probs": np.eye(7, dtype=np.float32)[[4, 5, 6]],
-              "emotions": np.array(["happiness", "sadness", "neutral"])}
+    faces = {
+        "tokens": RNG.normal(size=(3, 2, 135)).astype(np.float16),
+        "labels": np.array([3, 4, 6]),
+    }
+    voices = {
+        "probs": np.eye(7, dtype=np.float32)[[4, 5, 6]],
+        "emotions": np.array(["happiness", "sadness", "neutral"]),
+    }
     return Witnesses(faces, voices, disagree=0.0)
 
 
@@ -249,15 +282,20 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
     from edge_msa.training.train_fusion import TrainConfig, corpus_flows
 
     s = Sentences(
-        ids=["a", "b"], labels=np.array([2.0, -2.0], np.float32),
-        text=np.ones((2, 384), np.float32), text_dropped=np.ones((2, 384), np.float32),
-        speech=np.array([0, -1]), asr_text=np.full((1, 384), 2.0, np.float32),
-        asr_state=np.array(["simulated"]), audio=[np.ones((6, 384), np.float16)],
+        ids=["a", "b"],
+        labels=np.array([2.0, -2.0], np.float32),
+        text=np.ones((2, 384), np.float32),
+        text_dropped=np.ones((2, 384), np.float32),
+        speech=np.array([0, -1]),
+        asr_text=np.full((1, 384), 2.0, np.float32),
+        asr_state=np.array(["simulated"]),
+        audio=[np.ones((6, 384), np.float16)],
         voice_probs=np.ones((1, 7), np.float32),
     )
     cfg = TrainConfig(p_text_absent=0.0, p_drop_modality=0.0, max_frame_drop=0.0)
-    teacher, student, y, speech = corpus_flows(s, _witnesses(), np.array([0, 1]),
-                                               np.random.default_rng(0), cfg, train=True)
+    teacher, student, y, speech = corpus_flows(
+        s, _witnesses(), np.array([0, 1]), np.random.default_rng(0), cfg, train=True
+    )
     assert speech.tolist() == [True, False] and y.tolist() == [2.0, -2.0]
     assert teacher["present"].tolist() == [[1, 1, 1], [1, 0, 1]]
     assert student["present"].tolist() == [[1, 1, 1], [0, 0, 1]]
@@ -268,8 +306,20 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
 def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
     labels = _labels(tmp_path)
     cache = tmp_path / "cache"
-    args = ("corpus", "spoken", "--labels", str(labels), "--split", "test", "--limit", "2",
-            "--jobs", "1", "--cache", str(cache))
+    args = (
+        "corpus",
+        "spoken",
+        "--labels",
+        str(labels),
+        "--split",
+        "test",
+        "--limit",
+        "2",
+        "--jobs",
+        "1",
+        "--cache",
+        str(cache),
+    )
     first = cli(*args)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.splitlines()[-1])["rendered"] == 2
