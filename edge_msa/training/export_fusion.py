@@ -34,19 +34,10 @@ INT8_MAE_TOLERANCE = 0.005
 def load_checkpoint(path: Path):
     import torch
 
-    from edge_msa.training.fusion_net import FusionNet
+    from edge_msa.training.fusion_net import build
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    m = ckpt["config"]["model"]
-    model = FusionNet(
-        **ckpt["dims"],
-        width=m["width"],
-        heads=m["heads"],
-        layers=m["layers"],
-        dropout=m["dropout"],
-        use_mia=m["mia"],
-        use_gate=m["gate"],
-    )
+    model = build(ckpt["dims"], ckpt["config"]["model"])
     model.load_state_dict(ckpt["state"])
     return model.eval()
 

@@ -92,6 +92,7 @@ class FusionNet(nn.Module):
         dropout: float = 0.1,
         use_mia: bool = True,
         use_gate: bool = True,
+        audio_layers: int = 1,
     ) -> None:
         super().__init__()
         self.use_mia, self.use_gate = use_mia, use_gate
@@ -99,6 +100,9 @@ class FusionNet(nn.Module):
         self.audio_in = nn.Sequential(nn.LayerNorm(audio_dim), nn.Linear(audio_dim, width))
         self.voice_in = nn.Linear(voice_dim, width)
         self.vision_in = nn.Sequential(nn.LayerNorm(vision_dim), nn.Linear(vision_dim, width))
+        # Self-attention over the audio tokens before pooling, so that the pooled
+        # audio (what the MIA imagines the words from) keeps some word order.
+        self.audio_blocks = nn.ModuleList(Block(width, heads, dropout) for _ in range(audio_layers))
         self.audio_pool, self.vision_pool = AttentionPool(width), AttentionPool(width)
         self.mia_encoder = _mlp(2 * width + 2, 2 * width, width, dropout)
         self.mia_decoder = _mlp(width, 2 * width, width, dropout)
@@ -116,7 +120,10 @@ class FusionNet(nn.Module):
         """Tokens after cross-attention (B, 4, W), their mask (B, 4), the text
         token fed to attention and the real one (for the MIA loss)."""
         pt, pa, pv = present[:, 0:1], present[:, 1:2], present[:, 2:3]
-        a = self.audio_pool(self.audio_in(audio), audio_mask) + self.voice_in(voice)
+        tokens = self.audio_in(audio)
+        for block in self.audio_blocks:
+            tokens = block(tokens, (1.0 - audio_mask) * NEG)
+        a = self.audio_pool(tokens, audio_mask) + self.voice_in(voice)
         a = a * pa
         v = self.vision_pool(self.vision_in(vision), vision_mask) * pv
         t_real = self.text_in(text)
@@ -162,3 +169,17 @@ class FusionNet(nn.Module):
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build(dims: dict, model: dict) -> FusionNet:
+    """The network from input sizes and a ``[model]`` config section (as a dict)."""
+    return FusionNet(
+        **dims,
+        width=model["width"],
+        heads=model["heads"],
+        layers=model["layers"],
+        dropout=model["dropout"],
+        use_mia=model["mia"],
+        use_gate=model["gate"],
+        audio_layers=model["audio_layers"],
+    )

@@ -98,7 +98,7 @@ def mmsa_data(cfg):
             f1[key][drop] = 0.0
         return f1, _without_text(f1), y_train[rows], np.ones(len(rows), bool)
 
-    batcher.size = len(y_train)
+    batcher.speech = np.ones(len(y_train), bool)
     valid_feeds = {
         path.stem: {"present": (valid, y_valid), "absent": (_without_text(valid), y_valid)}
     }

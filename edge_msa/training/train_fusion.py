@@ -72,6 +72,7 @@ class ModelConfig(_Strict):
     dropout: float = 0.1
     mia: bool = True
     gate: bool = True
+    audio_layers: int = 1
 
 
 class LossConfig(_Strict):
@@ -344,7 +345,8 @@ def validation_feeds(S, W, cfg: TrainConfig, seed: int) -> dict[str, tuple[dict,
     """Fixed feeds per text state: ``present`` (real text + audio + vision; every
     row), and on the spoken rows ``asr`` (the ASR transcript) and ``absent``."""
     rng = np.random.default_rng(seed)
-    everyone = np.arange(len(S))
+    # Spoken rows first: prediction chunks without audio are then cheap.
+    everyone = np.argsort(S.speech < 0, kind="stable")
     f1, f2, y, speech = corpus_flows(S, W, everyone, rng, cfg, train=False)
     out = {"present": (f1, y)}
     if speech.any():
@@ -371,7 +373,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     from tqdm import tqdm
 
     from edge_msa.evaluation.metrics import regression_metrics
-    from edge_msa.training.fusion_net import FusionNet, parameter_count
+    from edge_msa.training.fusion_net import build, parameter_count
 
     torch.set_num_threads(cfg.threads)
     seed_all(cfg.seed)
@@ -392,34 +394,24 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
         def batcher(rows, rng):
             return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
 
-        batcher.size = len(s_train)
+        batcher.speech = s_train.speech >= 0
     log.info("data ready in %.0f s", time.perf_counter() - start)
-    model = FusionNet(
-        **dims,
-        width=cfg.model.width,
-        heads=cfg.model.heads,
-        layers=cfg.model.layers,
-        dropout=cfg.model.dropout,
-        use_mia=cfg.model.mia,
-        use_gate=cfg.model.gate,
-    )
+    model = build(dims, cfg.model.model_dump())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = batcher.size
-    steps = cfg.epochs * (n // cfg.batch_size)
     rng = np.random.default_rng(cfg.seed)
+    steps = cfg.epochs * len(epoch_batches(batcher.speech, cfg.batch_size, rng))
     history, best, step = [], math.inf, 0
     for epoch in range(cfg.epochs):
-        order = rng.permutation(n)
+        batches = epoch_batches(batcher.speech, cfg.batch_size, rng)
         losses = []
         bar = tqdm(
-            range(n // cfg.batch_size),
+            batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not progress,
             leave=False,
         )
-        for b in bar:
+        for rows in bar:
             cosine_lr(opt, cfg.lr, step, steps, warmup=max(steps // 20, 1))
-            rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             losses.append(train_step(model, opt, batcher(rows, rng), cfg))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             step += 1
@@ -494,6 +486,16 @@ def run(cfg: TrainConfig, config_file: str | None = None, progress: bool = True)
         summary["export"] = cfg.export
         summary["variant"] = manifest["variant_choice"]
     return summary
+
+
+def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches that hold either only spoken rows or none: a batch
+    without audio is trimmed to one audio token, so it costs a fraction."""
+    out = []
+    for rows in (np.flatnonzero(speech), np.flatnonzero(~speech)):
+        rows = rng.permutation(rows)
+        out += [rows[a : a + size] for a in range(0, len(rows) - size // 2, size)]
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def _val_metrics(pred: dict, y: np.ndarray, regression_metrics) -> dict:
