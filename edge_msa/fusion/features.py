@@ -14,8 +14,10 @@ Shapes (batch first, float32 unless noted):
   per analysed frame, the expression CNN's 128-d embedding and its 7
   probabilities; at most ``VISION_TOKENS`` frames, evenly subsampled.
 - ``present`` (B, 3): 1 where text, audio, vision are usable (modality order
-  ``MODALITIES``); ``simulated`` (B, 1): 1 when the text is a low-confidence
-  transcript.
+  ``MODALITIES``); ``simulated`` (B, 1): 1 when the text is the recogniser's
+  transcript (always at run time, whatever its confidence: the model refines
+  it towards a real transcript), 0 for a real transcript (training's first
+  flow, ``eval text``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class FusionInputs:
     """One utterance's fusion inputs, unbatched; ``None`` marks an absent modality."""
 
     text: np.ndarray | None = None  # (384,)
-    simulated: bool = False
+    simulated: bool = False  # the text is an ASR transcript
     audio: np.ndarray | None = None  # (T, 384) from :func:`audio_tokens`
     voice: np.ndarray | None = None  # (7,)
     vision: np.ndarray | None = None  # (F, 135) from :func:`vision_tokens`

@@ -59,7 +59,7 @@ class Analyzer:
         if transcript is not None and transcript.state is not ABSENT:
             with _timed(latency, "text"):
                 inputs.text = self.text.predict(transcript.text).embedding
-            inputs.simulated = transcript.state is ModalityState.SIMULATED
+            inputs.simulated = True  # recognised text: the fusion model refines it
             states["text"] = transcript.state
         if face is not None:
             inputs.vision = face.tokens

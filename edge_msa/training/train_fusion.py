@@ -154,10 +154,11 @@ def corpus_flows(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainCon
         if train and rng.random() < cfg.p_text_absent:
             state = "absent"
         asr = S.asr_text[k] if state != "absent" else None
+        # The recogniser's text is always flagged: the model refines it (MIA),
+        # confident or not, as it will at run time.
         student.append(
-            FusionInputs(
-                text=asr, simulated=state == "simulated", audio=audio, voice=voice, vision=vision
-            )
+            FusionInputs(text=asr, simulated=asr is not None, audio=audio, voice=voice,
+                         vision=vision)
         )
     return batch(teacher), batch(student), S.labels[rows], S.speech[rows] >= 0
 
@@ -222,7 +223,7 @@ def train_step(model, opt, flows, cfg: TrainConfig):
     if cfg.model.mia:
         target = model.text_in(t1["text"]).detach()
         absent = s * (1 - t2["present"][:, 0]) * t2["present"][:, 1]
-        simulated = s * t2["present"][:, 0]
+        simulated = s * t2["simulated"][:, 0]
         rec = ((imagined - target) ** 2).mean(-1) * absent + ((refined - target) ** 2).mean(
             -1
         ) * simulated
