@@ -99,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="face-only result every S s when nobody speaks (0: never)",
     )
 
+    doctor = sub.add_parser(
+        "doctor", help="check cameras, audio, broker, backends, models and disk; say what to fix"
+    )
+    _common(doctor)
+    doctor.add_argument("--camera", dest="source.camera", help="also require this camera")
+    doctor.add_argument("--microphone", dest="source.microphone", help="also require this input")
+    doctor.add_argument(
+        "--output",
+        dest="output.sinks",
+        action="append",
+        choices=["mqtt", "jsonl"],
+        help="the sinks the run will use (the broker is needed only with mqtt)",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
     check = sub.add_parser("validate-config", help="check a TOML config file and exit")
     check.add_argument("file")
 
@@ -243,6 +258,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 2
     cfg = load_config(args.config, cli_overrides(args))
     _setup_logging(cfg.runtime.log_level)
+    if args.command == "doctor":
+        return _doctor(cfg, args.json)
     if args.command == "outbox":
         from edge_msa.runtime.outbox_cmd import outbox_command
 
@@ -250,6 +267,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     from edge_msa.runtime.app import run
 
     return asyncio.run(run(cfg))
+
+
+def _doctor(cfg, as_json: bool) -> int:
+    from edge_msa.doctor import exit_code, format_line, run_checks
+
+    checks = run_checks(cfg)
+    code = exit_code(checks)
+    if as_json:
+        print(json.dumps({"ok": code == 0, "checks": [c.to_dict() for c in checks]}))
+    else:
+        print("\n".join(format_line(c) for c in checks))
+    return code
 
 
 def _corpus_spoken(args: argparse.Namespace) -> int:

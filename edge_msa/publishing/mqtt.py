@@ -135,18 +135,28 @@ class MqttPublisher:
         )
 
     def _client(self) -> aiomqtt.Client:
-        cfg = self.cfg
-        tls = None
-        if cfg.tls:
-            tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=f"edge-msa-{self.device_id}",
-            username=cfg.username,
-            password=cfg.password,
-            keepalive=cfg.keepalive,
-            timeout=PUBLISH_TIMEOUT_S,
-            tls_context=tls,
+        return make_client(
+            self.cfg,
+            f"edge-msa-{self.device_id}",
             will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
         )
+
+
+def make_client(
+    cfg: MqttConfig, identifier: str, will: aiomqtt.Will | None = None
+) -> aiomqtt.Client:
+    """A client with the config's TLS and credentials (shared with `edge-msa doctor`)."""
+    tls = None
+    if cfg.tls:
+        tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=identifier,
+        username=cfg.username,
+        password=cfg.password,
+        keepalive=cfg.keepalive,
+        timeout=PUBLISH_TIMEOUT_S,
+        tls_context=tls,
+        will=will,
+    )
