@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
+    run.add_argument(
+        "--ha-discovery",
+        dest="mqtt.ha_discovery",
+        action="store_const",
+        const=True,
+        help="publish Home Assistant MQTT discovery configs (retained)",
+    )
+    run.add_argument(
+        "--ha-discovery-remove",
+        action="store_true",
+        help="clear this device's Home Assistant discovery configs and exit",
+    )
+
     check = sub.add_parser("validate-config", help="check a TOML config file and exit")
     check.add_argument("file")
 
@@ -264,9 +277,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge_msa.runtime.outbox_cmd import outbox_command
 
         return asyncio.run(outbox_command(cfg, args.action, args.timeout))
+    if getattr(args, "ha_discovery_remove", False):
+        return asyncio.run(_ha_remove(cfg))
     from edge_msa.runtime.app import run
 
     return asyncio.run(run(cfg))
+
+
+async def _ha_remove(cfg) -> int:
+    import aiomqtt
+
+    from edge_msa.publishing.ha import remove_discovery
+
+    try:
+        n = await remove_discovery(cfg.mqtt, cfg.device_id)
+    except aiomqtt.MqttError as e:
+        print(
+            f"edge-msa: broker {cfg.mqtt.host}:{cfg.mqtt.port} unreachable ({e}); "
+            "nothing removed: check --mqtt-host/--mqtt-port",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"removed {n} Home Assistant discovery config(s) of {cfg.device_id}")
+    return 0
 
 
 def _doctor(cfg, as_json: bool) -> int:

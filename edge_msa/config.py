@@ -96,8 +96,12 @@ class MqttConfig(_Model):
     password: str | None = None
     keepalive: int = Field(30, ge=5)
     backoff_max_s: float = Field(30.0, gt=0)
+    ha_discovery: bool = Field(
+        False, description="publish Home Assistant MQTT discovery configs (retained)"
+    )
+    ha_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
 
-    @field_validator("prefix")
+    @field_validator("prefix", "ha_prefix")
     @classmethod
     def _prefix_levels(cls, value: str) -> str:
         for level in value.split("/"):

@@ -104,6 +104,36 @@ class MqttPublisher:
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.publish(self.topics.availability, "online", qos=1, retain=True)
         await self._publish_status(client)
+        listener = await self._start_ha_discovery(client) if self.cfg.ha_discovery else None
+        try:
+            await self._serve_results(client)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await listener
+
+    async def _start_ha_discovery(self, client: aiomqtt.Client) -> asyncio.Task[None]:
+        from edge_msa.publishing import ha
+
+        await ha.publish(
+            client, ha.discovery_messages(self.cfg, self.device_id), PUBLISH_TIMEOUT_S
+        )
+        await client.subscribe(ha.status_topic(self.cfg), qos=1)
+        return asyncio.create_task(self._ha_birth(client), name="ha-birth")
+
+    async def _ha_birth(self, client: aiomqtt.Client) -> None:
+        """Home Assistant restarted (birth message ``online``): send the configs again."""
+        from edge_msa.publishing import ha
+
+        async for message in client.messages:
+            if message.topic.matches(ha.status_topic(self.cfg)) and message.payload == b"online":
+                log.info("Home Assistant is online: republishing discovery")
+                await ha.publish(
+                    client, ha.discovery_messages(self.cfg, self.device_id), PUBLISH_TIMEOUT_S
+                )
+
+    async def _serve_results(self, client: aiomqtt.Client) -> None:
         while True:
             sent = await self._drain(client)
             if sent:
