@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     run.add_argument(
+        "--metrics-port",
+        dest="runtime.metrics_port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus /metrics and /healthz on 127.0.0.1:N (0: off)",
+    )
+    run.add_argument(
         "--ha-discovery",
         dest="mqtt.ha_discovery",
         action="store_const",

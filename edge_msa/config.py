@@ -124,6 +124,10 @@ class RuntimeConfig(_Model):
     state_dir: Path = Path("~/.local/state/edge-msa")
     flush_timeout_s: float = Field(10.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="serve /metrics and /healthz on this port; 0: off"
+    )
+    metrics_host: str = Field("127.0.0.1", description="address the metrics server binds")
 
 
 class Config(_Model):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 from edge_msa import __version__
@@ -32,22 +33,54 @@ async def run(cfg: Config) -> int:
         return EXIT_USAGE
     if not any(s.has_audio for s in sources):
         log.warning("no audio in %s: text and audio are absent", ", ".join(s.name for s in sources))
+    # Up before the models load, so that /healthz already answers (503, loading).
+    try:
+        metrics = start_metrics(cfg)
+    except OSError as e:
+        log.error(
+            "metrics server cannot listen on %s:%d (%s); pick another --metrics-port",
+            cfg.runtime.metrics_host, cfg.runtime.metrics_port, e.strerror or e,
+        )
+        return EXIT_USAGE
+    try:
+        return await _load_and_run(cfg, sources, outbox, metrics)
+    finally:
+        if metrics is not None:
+            await metrics[0].stop()
+            metrics[1].stop()
+        if outbox is not None:
+            outbox.close()
+
+
+async def _load_and_run(cfg: Config, sources, outbox: Outbox | None, metrics) -> int:
+    t = time.perf_counter()
     try:
         segmenter, analyzer, face_stage, model_name = await asyncio.to_thread(
-        load_models, cfg, any(s.has_video for s in sources)
-    )
+            load_models, cfg, any(s.has_video for s in sources)
+        )
     except (OSError, RuntimeError, ValueError) as e:
         log.error("cannot load the models: %s", e)
         return EXIT_USAGE
+    load_s = time.perf_counter() - t
     pipeline = Pipeline(
         cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage
     )
+    if metrics is not None:
+        metrics[0].attach(pipeline, load_s)
     _install_signals(pipeline)
-    try:
-        return await pipeline.run()
-    finally:
-        if outbox is not None:
-            outbox.close()
+    return await pipeline.run()
+
+
+def start_metrics(cfg: Config):
+    """(Metrics, MetricsServer) when ``runtime.metrics_port`` is set, else None."""
+    if not cfg.runtime.metrics_port:
+        return None
+    from edge_msa.runtime.metrics import Metrics, MetricsServer
+
+    metrics = Metrics(cfg)
+    server = MetricsServer(metrics, cfg.runtime.metrics_host, cfg.runtime.metrics_port)
+    server.start()
+    return metrics, server
 
 
 def open_outbox(cfg: Config) -> Outbox:

@@ -40,6 +40,23 @@ class FaceStage(Protocol):
     def process(self, frame: VideoFrame) -> FaceObservation | None: ...
 
 
+class PipelineListener:
+    """Watches the pipeline from the event loop (metrics, preview).
+
+    Called inline on the loop, so a listener must return at once: hand
+    anything slow (encoding, I/O) to its own thread.
+    """
+
+    def stage(self, name: str, ms: float) -> None:
+        """One call of stage ``name`` took ``ms`` milliseconds."""
+
+    def frame(self, frame: VideoFrame, face: FaceObservation | None) -> None:
+        """A frame went through the face stage."""
+
+    def result(self, result: SentimentResult) -> None:
+        """A result was handed to the sinks."""
+
+
 @dataclass(frozen=True)
 class Span:
     """The stretch of stream time a result is about."""
@@ -79,6 +96,8 @@ class Pipeline:
         self.results: list[SentimentResult] = []
         self.frames = 0
         self.frames_analysed = 0
+        self.frames_dropped = 0  # live frames replaced by a newer one while the face stage was busy
+        self.listeners: list[PipelineListener] = []
         # Milliseconds per call of each stage, for `edge-msa bench`.
         self.stage_ms: dict[str, list[float]] = defaultdict(list)
         self.source_state = {s.name: "starting" for s in sources}
@@ -138,7 +157,7 @@ class Pipeline:
             if self.lossless_video:
                 asyncio.run_coroutine_threadsafe(video_q.put(item), loop).result()
             else:
-                loop.call_soon_threadsafe(_put_newest, video_q, item)
+                loop.call_soon_threadsafe(self._put_newest, video_q, item)
 
         self.source_state[src.name] = "up"
         try:
@@ -167,7 +186,7 @@ class Pipeline:
         async for chunk in _until_ended(audio_q, n_audio):
             t = time.perf_counter()
             closed = await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk)
-            self.stage_ms["vad"].append((time.perf_counter() - t) * 1000.0)
+            self._record("vad", (time.perf_counter() - t) * 1000.0)
             for utt in closed:
                 await self._put_utterance(utt_q, utt)
         for utt in self.segmenter.flush():
@@ -184,8 +203,10 @@ class Pipeline:
         async for frame in _until_ended(video_q, n_video):
             t = time.perf_counter()
             obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
-            self.stage_ms["face"].append((time.perf_counter() - t) * 1000.0)
+            self._record("face", (time.perf_counter() - t) * 1000.0)
             self.frames_analysed += 1
+            for listener in self.listeners:
+                listener.frame(frame, obs)
             self.track.add(frame.t, obs)
             self._face_t = frame.t
             self._face_done.set()
@@ -249,7 +270,7 @@ class Pipeline:
         latency = dict(analysis.latency_ms)
         latency["total"] = (time.monotonic() - span.closed_at) * 1000.0
         for stage, ms in latency.items():
-            self.stage_ms[stage].append(ms)
+            self._record(stage, ms)
         transcript = analysis.transcript
         result = build_result(
             analysis.estimate,
@@ -266,11 +287,25 @@ class Pipeline:
         for sink in self.sinks:
             sink.write(payload)
         self.results.append(result)
+        for listener in self.listeners:
+            listener.result(result)
         log.info(
             "result %.2f-%.2f s: score %+.2f ± %.2f (%s), text %s, audio %s, vision %s, %.0f ms",
             span.t0, span.t1, result.score, result.uncertainty, result.polarity,
             *result.modalities.values(), latency["total"],
         )
+
+    def _record(self, stage: str, ms: float) -> None:
+        self.stage_ms[stage].append(ms)
+        for listener in self.listeners:
+            listener.stage(stage, ms)
+
+    def _put_newest(self, q: asyncio.Queue, item: VideoFrame) -> None:
+        """Drop the oldest waiting frame rather than fall behind."""
+        if q.full():
+            q.get_nowait()
+            self.frames_dropped += 1
+        q.put_nowait(item)
 
     def _store(self, id: str, payload: dict[str, object]) -> None:
         if self.outbox is None:
@@ -308,6 +343,7 @@ class Pipeline:
             "results": len(self.results),
             "frames": self.frames,
             "frames_analysed": self.frames_analysed,
+            "frames_dropped": self.frames_dropped,
             "transcribe": self.cfg.asr.enabled,
         }
 
@@ -322,9 +358,3 @@ async def _until_ended(q: asyncio.Queue, sources: int):
         else:
             yield item
 
-
-def _put_newest(q: asyncio.Queue, item: VideoFrame) -> None:
-    """Drop the oldest waiting frame rather than fall behind."""
-    if q.full():
-        q.get_nowait()
-    q.put_nowait(item)
