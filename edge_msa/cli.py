@@ -137,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate-config", help="check a TOML config file and exit")
     check.add_argument("file")
 
-    sub.add_parser("schema", help="print the JSON Schema of a sentiment result")
+    schema = sub.add_parser("schema", help="print the JSON Schema of a topic's messages")
+    schema.add_argument(
+        "--topic",
+        default="sentiment",
+        choices=["sentiment", "availability", "status"],
+        help="which topic (default: sentiment, one result)",
+    )
 
     bench = sub.add_parser("bench", help="measure the pipeline's latency, speed and memory")
     bench.add_argument("--media", help="media file (default: the demo clip)")
@@ -247,9 +253,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.file}: ok (device_id={cfg.device_id})")
         return 0
     if args.command == "schema":
-        from edge_msa.publishing.result import RESULT_SCHEMA
+        from edge_msa.publishing.schemas import SCHEMAS
 
-        print(json.dumps(RESULT_SCHEMA, indent=2))
+        print(json.dumps(SCHEMAS[args.topic], indent=2))
         return 0
     if args.command == "bench":
         from edge_msa.runtime.bench import bench, format_report
