@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     run.add_argument(
+        "--preview-out",
+        dest="output.preview_file",
+        metavar="FILE.mp4",
+        help="write the analysed frames with face box, expression and sentiment",
+    )
+    run.add_argument(
+        "--preview",
+        dest="output.preview_window",
+        action="store_const",
+        const=True,
+        help="show that preview in a window (needs a display and a GUI OpenCV)",
+    )
+    run.add_argument(
         "--metrics-port",
         dest="runtime.metrics_port",
         type=int,

@@ -117,6 +117,10 @@ class OutputConfig(_Model):
     sinks: list[Literal["mqtt", "jsonl"]] = Field(default_factory=lambda: ["mqtt"])
     jsonl_file: Path | None = Field(None, description="also append each result to this file")
     include_transcript: bool = False
+    preview_file: Path | None = Field(
+        None, description="write an mp4 of the analysed frames with face box and sentiment"
+    )
+    preview_window: bool = Field(False, description="show the preview in a window (needs a GUI)")
 
 
 class RuntimeConfig(_Model):

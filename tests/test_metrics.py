@@ -65,6 +65,7 @@ def _stop(proc) -> int:
             proc.kill()
 
 
+@pytest.mark.slow
 def test_metrics_and_health_while_the_demo_runs(broker, tmp_path):
     port = free_port()
     proc = cli_popen(
@@ -127,6 +128,7 @@ def test_metrics_and_health_while_the_demo_runs(broker, tmp_path):
     assert used and used <= exported, used - exported
 
 
+@pytest.mark.slow
 def test_health_is_503_while_the_broker_is_down(stopped_broker, tmp_path):
     port = free_port()
     proc = cli_popen(

@@ -67,8 +67,44 @@ async def _load_and_run(cfg: Config, sources, outbox: Outbox | None, metrics) ->
     )
     if metrics is not None:
         metrics[0].attach(pipeline, load_s)
+    try:
+        preview = start_preview(cfg, face_stage is not None)
+    except OSError as e:
+        log.error("--preview-out %s cannot be written (%s)", cfg.output.preview_file, e)
+        return EXIT_USAGE
+    if preview is not None:
+        pipeline.listeners.append(preview)
     _install_signals(pipeline)
-    return await pipeline.run()
+    try:
+        return await pipeline.run()
+    finally:
+        if preview is not None:
+            await asyncio.to_thread(preview.close)
+
+
+def start_preview(cfg: Config, has_faces: bool):
+    """A Preview when ``--preview-out`` or a usable ``--preview`` asks for one, else None."""
+    out = cfg.output
+    if out.preview_file is None and not out.preview_window:
+        return None
+    if not has_faces:
+        log.warning("preview: no frames are analysed (no video, or --no-vision); nothing to show")
+        return None
+    window = out.preview_window
+    if window:
+        from edge_msa.runtime.preview import gui_problem
+
+        problem = gui_problem()
+        if problem:
+            log.warning("%s", problem)
+            window = False
+    if out.preview_file is None and not window:
+        return None
+    from edge_msa.runtime.preview import Preview
+
+    preview = Preview(out.preview_file, cfg.vision.max_fps, window)
+    preview.open()
+    return preview
 
 
 def start_metrics(cfg: Config):
