@@ -45,7 +45,7 @@ def test_draw_marks_the_face_and_the_banner_without_touching_the_input():
     assert (image == 128).all()  # drawn on a copy
     assert tuple(out[160, 100]) == (80, 200, 80)  # left edge of the box, green (BGR)
     assert out[2:26, 630].max() == 0  # the banner is black where no text is
-    assert out[8:24, 8:200].max() == 255  # white banner text
+    assert out[8:24, 8:200].max() > 240  # white banner text (anti-aliased)
     assert (draw(image, None, None)[100:200, 100:200] == 128).all()  # no face, no box
 
 
