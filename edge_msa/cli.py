@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the pipeline's latency, speed and memory")
     bench.add_argument("--media", help="media file (default: the demo clip)")
     bench.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    bench.add_argument("--plot", metavar="DIR", help="write a latency histogram PNG here")
 
     outbox = sub.add_parser("outbox", help="inspect or deliver results waiting in the outbox")
     outbox.add_argument("action", choices=["status", "flush"])
@@ -274,7 +275,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge_msa.runtime.bench import bench, format_report
 
         _setup_logging("WARNING")
-        report = asyncio.run(bench(args.media))
+        report = asyncio.run(bench(args.media, args.plot))
         print(format_report(report))
         if args.json:
             print(json.dumps(report))

@@ -14,7 +14,7 @@ KEYS = ("eou_to_publish_ms_p50", "eou_to_publish_ms_p95", "face_fps", "rtf", "rs
 @pytest.mark.slow
 def test_bench_reports_every_key(tmp_path):
     clip = demo_head(tmp_path / "head.mp4", 5.0)  # the first demo sentence
-    res = cli("bench", "--media", str(clip), "--json")
+    res = cli("bench", "--media", str(clip), "--json", "--plot", str(tmp_path / "plots"))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
     for key in KEYS:
@@ -22,4 +22,5 @@ def test_bench_reports_every_key(tmp_path):
     assert report["results"] == 1
     for stage in ("vad", "asr", "voice", "text", "face", "fusion"):
         assert report[f"{stage}_ms_p50"] <= report[f"{stage}_ms_p95"]
-    assert set(report["model_mb"]) >= {"face", "text", "voice", "whisper"}
+    assert set(report["model_mb"]) >= {"face", "fusion", "text", "voice", "whisper"}
+    assert (tmp_path / "plots" / "latency.png").stat().st_size > 1000

@@ -84,3 +84,21 @@ def robustness_png(curve: dict[str, dict], path: Path, others: dict | None = Non
         ax.grid(alpha=0.3)
     axes[0].legend()
     return _save(fig, path)
+
+
+def latency_png(stage_ms: dict[str, list[float]], path: Path) -> Path:
+    """Histogram per stage (log-scaled milliseconds), end of utterance to result first."""
+    plt = _pyplot()
+    order = ["total", *sorted(k for k in stage_ms if k != "total")]
+    names = [k for k in order if k in stage_ms]
+    fig, axes = plt.subplots(len(names), 1, figsize=(6, 1.4 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        values = np.maximum(np.asarray(stage_ms[name], float), 0.01)
+        bins = np.logspace(np.log10(values.min()), np.log10(values.max() * 1.01 + 0.01), 30)
+        ax.hist(values, bins=bins)
+        ax.set_xscale("log")
+        label = "end of utterance to result" if name == "total" else name
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.axvline(float(np.median(values)), color="k", lw=1)
+    axes[-1, 0].set_xlabel("milliseconds (line: median)")
+    return _save(fig, path)

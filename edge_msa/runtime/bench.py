@@ -24,9 +24,13 @@ STAGES = ("vad", "asr", "voice", "text", "face", "fusion")
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-async def bench(media: str | None = None) -> dict[str, object]:
+async def bench(media: str | None = None, plot: str | None = None) -> dict[str, object]:
     media = media or str(DEMO_CLIP)
     paced, _ = await _run(_config(media, realtime=True))
+    if plot:
+        from edge_msa.evaluation.plots import latency_png
+
+        latency_png({k: v for k, v in paced.stage_ms.items() if v}, Path(plot) / "latency.png")
     fast, fast_s = await _run(_config(media, realtime=False))
     duration = _duration(media)
     total = paced.stage_ms["total"]
