@@ -81,7 +81,7 @@ class TextBank:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self.rows)
-        tmp = self.path.with_suffix(".tmp.npz")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")  # parallel runs save too
         np.savez(tmp, texts=np.array(texts), embeddings=np.stack([self.rows[t] for t in texts]))
         tmp.rename(self.path)
 
