@@ -41,3 +41,13 @@ def test_real_session_falls_back_and_runs():
     width = session.get_inputs()[0].shape[1]
     probs = session.run(None, {name: np.zeros((2, width), np.float32)})[0]
     assert probs.shape == (2, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_speech_recognition_device_follows_the_backend():
+    import ctranslate2
+
+    from edge_msa.encoders.asr import ctranslate2_device
+
+    assert ctranslate2_device("cpu") == ("cpu", "int8")
+    expected = ("cuda", "int8_float16") if ctranslate2.get_cuda_device_count() else ("cpu", "int8")
+    assert ctranslate2_device("cuda") == expected

