@@ -96,6 +96,7 @@ class TrainConfig(_Strict):
     p_text_absent: float = 0.3
     p_drop_modality: float = 0.3
     p_words_dropped: float = 0.2
+    p_own_voice: float = 0.0
     max_frame_drop: float = 0.5
     out: str = "runs/fusion"
     export: str | None = "models/fusion"
@@ -137,7 +138,12 @@ def corpus_flows(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainCon
     for i in rows:
         y, k = float(S.labels[i]), int(S.speech[i])
         audio = S.audio[k].astype(np.float32) if k >= 0 else None
-        voice = W.voice(y, rng) if k >= 0 else None
+        voice = None
+        if k >= 0:
+            # Sometimes the rendering's own (flat, uninformative) voice, so the
+            # model does not learn that the voice always tracks the label.
+            own = train and rng.random() < cfg.p_own_voice
+            voice = S.voice_probs[k] if own else W.voice(y, rng)
         vision = W.face(y, rng)
         text = S.text[i]
         if train:
