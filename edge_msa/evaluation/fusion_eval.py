@@ -134,20 +134,20 @@ def evaluate_missing(
     arrays = []
 
     def case(keep: str, rate: float, r: np.random.Generator) -> dict:
-        items = []
+        items, sentences = [], []
         for row, h, face, voice in zip(rows, heard, faces, voices, strict=True):
             words = joint.drop_words(row.text, rate, r) if rate else row.text
             audio = joint_drop(h["audio_tokens"].astype(np.float32), rate, r)
             vision = joint_drop(face, rate, r)
+            sentences.append(words if "t" in keep and words else None)
             items.append(
                 FusionInputs(
-                    text=words if "t" in keep and words else None,
                     audio=audio if "a" in keep else None,
                     voice=voice,
                     vision=vision if "v" in keep else None,
                 )
             )
-        mean, std = run(items)
+        mean, std = run(items, sentences)
         arrays.append((mean, std, truth))
         return scored(mean, std, truth)
 
@@ -174,12 +174,10 @@ def joint_drop(x, rate: float, rng: np.random.Generator):
 
 
 def _model_runner(model, texts):
-    def run(items: list[FusionInputs]):
-        embedded = texts.embed([it.text for it in items if it.text is not None])
-        k = 0
-        for it in items:
-            if it.text is not None:
-                it.text, k = embedded[k], k + 1
+    def run(items: list[FusionInputs], sentences: list[str | None]):
+        embedded = iter(texts.embed([t for t in sentences if t is not None]))
+        for it, sentence in zip(items, sentences, strict=True):
+            it.text = next(embedded) if sentence is not None else None
         return _predict(model, items)
 
     return run
@@ -194,12 +192,12 @@ def _baseline_runner(texts):
     voice = VoiceEncoder(default_model_dir())
     encoder = texts.encoder
 
-    def run(items: list[FusionInputs]):
+    def run(items: list[FusionInputs], sentences: list[str | None]):
         out = []
-        for it in items:
+        for it, sentence in zip(items, sentences, strict=True):
             est: dict[str, ModalityEstimate] = {}
-            if it.text is not None:
-                p = encoder.predict(it.text)
+            if sentence is not None:
+                p = encoder.predict(sentence)
                 est["text"] = ModalityEstimate(p.mean, p.std, P)
             if it.audio is not None:
                 vf = voice.features(np.zeros(1), it.voice)
