@@ -42,6 +42,7 @@ from edge_msa.encoders.voice import (  # noqa: E402
     embed,
 )
 from edge_msa.evaluation.voice_eval import (  # noqa: E402
+    RAVDESS_MAP,
     classification_metrics,
     emodb_files,
     emodb_label,
@@ -64,18 +65,6 @@ CONTEXT_GRID = (0, 100, 200, 300, 600)
 # A variant (prosody, RAVDESS) must beat the simpler one by this much mean
 # LOSO UAR to be kept: smaller gaps are within the noise of eight folds.
 KEEP_MARGIN = 0.005
-# RAVDESS emotion codes (third field). Calm is a low-arousal neutral delivery,
-# closer to EmoDB's neutral than to its boredom. Surprise has no EmoDB class
-# and sits between fear and happiness depending on valence: dropped.
-RAVDESS_MAP = {
-    "01": "neutral",
-    "02": "neutral",
-    "03": "happiness",
-    "04": "sadness",
-    "05": "anger",
-    "06": "fear",
-    "07": "disgust",
-}
 
 
 def log(msg: str) -> None:

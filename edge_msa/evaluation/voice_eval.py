@@ -18,6 +18,19 @@ import numpy as np
 from edge_msa.types import VOICE_EMOTIONS
 
 # EmoDB file names: characters 1-2 the speaker, character 6 the emotion (German initial).
+# RAVDESS emotion codes (third field). Calm is a low-arousal neutral delivery,
+# closer to EmoDB's neutral than to its boredom. Surprise has no EmoDB class
+# and sits between fear and happiness depending on valence: dropped.
+RAVDESS_MAP = {
+    "01": "neutral",
+    "02": "neutral",
+    "03": "happiness",
+    "04": "sadness",
+    "05": "anger",
+    "06": "fear",
+    "07": "disgust",
+}
+
 EMODB_CODES = {
     "W": "anger",
     "L": "boredom",

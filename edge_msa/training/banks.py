@@ -35,15 +35,6 @@ VOICE_POLARITY = {
     "neutral": ("neutral",),
     "positive": ("happiness",),
 }
-RAVDESS_EMOTION = {
-    "01": "neutral",
-    "02": "neutral",
-    "03": "happiness",
-    "04": "sadness",
-    "05": "anger",
-    "06": "fear",
-    "07": "disgust",
-}  # 08 (surprised) has no EmoDB counterpart
 
 
 def cache_root() -> Path:
@@ -97,13 +88,13 @@ def face_bank(npz: Path, variants: int = 4, seed: int = 0) -> dict[str, np.ndarr
 
 def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
     """(path, speaker, emotion) for EmoDB and RAVDESS."""
-    from edge_msa.evaluation.voice_eval import emodb_files, emodb_label
+    from edge_msa.evaluation.voice_eval import RAVDESS_MAP, emodb_files, emodb_label
 
     clips = [(p, *emodb_label(p)) for p in emodb_files(data / "emodb")]
     for p in sorted((data / "ravdess").glob("*.wav")):
         parts = p.stem.split("-")
-        if len(parts) > 6 and parts[2] in RAVDESS_EMOTION:
-            clips.append((p, f"ravdess{parts[6]}", RAVDESS_EMOTION[parts[2]]))
+        if len(parts) > 6 and parts[2] in RAVDESS_MAP:
+            clips.append((p, f"ravdess{parts[6]}", RAVDESS_MAP[parts[2]]))
     return clips
 
 
@@ -115,6 +106,7 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     cache = cache_root() / f"voice_{_sha8(head)}.npz"
     if cache.exists():
         return dict(np.load(cache))
+    from edge_msa.encoders.voice import embed
     from edge_msa.evaluation.voice_eval import load_audio_16k
     from edge_msa.training.spoken import Listener
 
@@ -124,8 +116,6 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     for path, _, _ in clips:
         audio = load_audio_16k(path)
         _, frames = listener.asr.recognise(audio, transcribe=False)
-        from edge_msa.encoders.voice import embed
-
         v = listener.voice
         emb.append(embed(frames, audio, v.use_prosody, v.context_frames))
     x = np.stack(emb)

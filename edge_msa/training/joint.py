@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.evaluation.labels import LabelRow
+from edge_msa.models import load_manifest
 from edge_msa.training import banks, spoken
 
 POLARITIES = ("negative", "neutral", "positive")
@@ -61,7 +62,8 @@ class TextBank:
         from edge_msa.encoders.text import TextEncoder, default_model_dir
 
         self.encoder = TextEncoder(default_model_dir(), threads=threads or os.cpu_count() or 1)
-        model_file = Path(self.encoder.model_dir) / "text_sentiment.int8.onnx"
+        model_dir = Path(self.encoder.model_dir)
+        model_file = model_dir / load_manifest(model_dir, "scripts/train_text.py")["file"]
         sha = hashlib.sha256(model_file.read_bytes()).hexdigest()[:8]
         self.path = (cache or banks.cache_root()) / f"text_{sha}.npz"
         self.rows: dict[str, np.ndarray] = {}
