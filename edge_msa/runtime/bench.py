@@ -37,7 +37,7 @@ async def bench(media: str | None = None, plot: str | None = None) -> dict[str, 
     report: dict[str, object] = {
         "media": media,
         "media_s": round(duration, 2),
-        "results": len(paced.results),
+        "results": paced.results,
         "eou_to_publish_ms_p50": _pct(total, 50),
         "eou_to_publish_ms_p95": _pct(total, 95),
         "face_fps": round(fast.frames_analysed / fast_s, 1),

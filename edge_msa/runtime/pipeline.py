@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +34,9 @@ from edge_msa.sources.base import Source, SourceError
 from edge_msa.types import AudioChunk, FaceObservation, SentimentResult, Utterance, VideoFrame
 
 log = logging.getLogger(__name__)
+
+# Stage timings kept per stage: enough for percentiles, bounded for months-long runs.
+STAGE_MS_KEEP = 10_000
 
 
 class FaceStage(Protocol):
@@ -93,13 +96,15 @@ class Pipeline:
         )
         self.track = FaceTrack()
         self.errors: list[str] = []
-        self.results: list[SentimentResult] = []
+        self.results = 0  # results handed to the sinks (a count: a list would grow forever)
         self.frames = 0
         self.frames_analysed = 0
         self.frames_dropped = 0  # live frames replaced by a newer one while the face stage was busy
         self.listeners: list[PipelineListener] = []
-        # Milliseconds per call of each stage, for `edge-msa bench`.
-        self.stage_ms: dict[str, list[float]] = defaultdict(list)
+        # Milliseconds of the last STAGE_MS_KEEP calls of each stage, for `edge-msa bench`.
+        self.stage_ms: dict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=STAGE_MS_KEEP)
+        )
         self.source_state = {s.name: "starting" for s in sources}
         self.started = time.time()
         # Lossless video only for a file played as fast as it decodes.
@@ -286,7 +291,7 @@ class Pipeline:
         self._store(result.id, payload)
         for sink in self.sinks:
             sink.write(payload)
-        self.results.append(result)
+        self.results += 1
         for listener in self.listeners:
             listener.result(result)
         log.info(
@@ -340,7 +345,7 @@ class Pipeline:
             "device_id": self.cfg.device_id,
             "started": self.started,
             "sources": dict(self.source_state),
-            "results": len(self.results),
+            "results": self.results,
             "frames": self.frames,
             "frames_analysed": self.frames_analysed,
             "frames_dropped": self.frames_dropped,
