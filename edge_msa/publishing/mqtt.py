@@ -56,10 +56,16 @@ class MqttPublisher:
         self.connected = False
         self._wake = asyncio.Event()
         self._closing = False
+        self._status_due = False  # a source's state changed: publish the status now
         self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """A new result is in the outbox."""
+        self._wake.set()
+
+    def status_changed(self) -> None:
+        """A source's state changed (lost, reconnected): publish the status now."""
+        self._status_due = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -136,7 +142,8 @@ class MqttPublisher:
     async def _serve_results(self, client: aiomqtt.Client) -> None:
         while True:
             sent = await self._drain(client)
-            if sent:
+            if sent or self._status_due:
+                self._status_due = False
                 await self._publish_status(client)
             if self._closing and self.outbox.count() == 0:
                 break

@@ -25,8 +25,8 @@ STATUS_SCHEMA: dict[str, object] = {
     "$id": "https://edge-msa.invalid/schema/status.json",
     "title": "edge-msa status",
     "description": "Retained health summary on <prefix>/<device_id>/status, sent at connect, "
-    "after each delivered batch and at the end. `edge-msa outbox flush` sends only state and "
-    "outbox_pending.",
+    "after each delivered batch, when a source's state changes and at the end. "
+    "`edge-msa outbox flush` sends only state and outbox_pending.",
     "type": "object",
     "required": ["state", "outbox_pending"],
     "properties": {
@@ -41,10 +41,11 @@ STATUS_SCHEMA: dict[str, object] = {
         "started": {"type": "number", "description": "start time, seconds since the epoch"},
         "sources": {
             "type": "object",
-            "description": "each source's state by name",
+            "description": "each source's state by name; reconnecting: its device or stream "
+            "was lost and is being reopened with backoff",
             "additionalProperties": {
                 "type": "string",
-                "enum": ["starting", "up", "ended", "error"],
+                "enum": ["starting", "up", "reconnecting", "ended", "error"],
             },
         },
         "results": {"type": "integer", "minimum": 0, "description": "results computed so far"},
