@@ -164,9 +164,12 @@ class Pipeline:
             else:
                 loop.call_soon_threadsafe(self._put_newest, video_q, item)
 
+        def on_state(state: str) -> None:  # from the source's thread
+            loop.call_soon_threadsafe(self._set_source_state, src, state)
+
         self.source_state[src.name] = "up"
         try:
-            await asyncio.to_thread(src.run, emit, self._stop)
+            await asyncio.to_thread(src.run, emit, self._stop, on_state)
             self.source_state[src.name] = "ended"
         except SourceError as e:
             self._fail(src, str(e))
@@ -178,6 +181,14 @@ class Pipeline:
                 await audio_q.put(None)
             if src.has_video:
                 await video_q.put(None)
+
+    def _set_source_state(self, src: Source, state: str) -> None:
+        """A running source lost its device or stream, or has it back."""
+        if self.source_state[src.name] in ("ended", "error", state):
+            return
+        self.source_state[src.name] = state
+        if self.publisher is not None:
+            self.publisher.status_changed()
 
     def _fail(self, src: Source, message: str) -> None:
         log.error("%s", message)
