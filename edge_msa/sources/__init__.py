@@ -19,7 +19,7 @@ def build_sources(cfg) -> list[Source]:
 
     clock0 = time.monotonic()
     if cfg.demo:
-        return [MediaSource(str(DEMO_CLIP), realtime=cfg.realtime)]
+        return [MediaSource(str(DEMO_CLIP), cfg.realtime, cfg.reconnect_max_s)]
     if cfg.media:
         return [MediaSource(cfg.media, cfg.realtime, cfg.reconnect_max_s)]
     sources: list[Source] = []
@@ -32,7 +32,7 @@ def build_sources(cfg) -> list[Source]:
     if cfg.microphone is not None or (cfg.camera is not None and cfg.use_microphone):
         from edge_msa.sources.microphone import MicrophoneSource
 
-        sources.append(MicrophoneSource(cfg.microphone, clock0))
+        sources.append(MicrophoneSource(cfg.microphone, clock0, cfg.reconnect_max_s))
     if not sources:
         raise SourceError("no input: pass --camera N, --microphone DEV, --media PATH or --demo")
     return sources

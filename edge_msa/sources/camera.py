@@ -1,4 +1,4 @@
-"""A camera through OpenCV, read in its own thread; reconnects with backoff."""
+"""A camera (index, /dev/video path or stream URL) through OpenCV; reconnects with backoff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import os
 import threading
 import time
 
-from edge_msa.sources.base import Emit, SourceError
+from edge_msa.sources.base import (
+    RECONNECTING,
+    UP,
+    Backoff,
+    Emit,
+    SourceError,
+    StateFn,
+    ignore_state,
+)
 from edge_msa.types import VideoFrame
 
 log = logging.getLogger(__name__)
@@ -54,28 +62,40 @@ class CameraSource:
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame wins: no stale queue in the driver
         self._cap = cap
 
-    def run(self, emit: Emit, stop: threading.Event) -> None:
-        delay = 1.0
-        while not stop.is_set():
-            if self._cap is None and not self._reopen(delay, stop):
-                delay = min(delay * 2, self.reconnect_max_s)
-                continue
-            ok, image = self._cap.read()
-            if ok:
-                delay = 1.0
-                emit(VideoFrame(image, time.monotonic() - self.clock0))
-                continue
-            log.warning("%s: read failed; reconnecting", self.name)
+    def run(self, emit: Emit, stop: threading.Event, state: StateFn = ignore_state) -> None:
+        backoff = Backoff(self.reconnect_max_s)
+        try:
+            while not stop.is_set():
+                if self._cap is None and not self._reopen(backoff, stop, state):
+                    continue
+                ok, image = self._cap.read()
+                if ok:
+                    if backoff.failures:
+                        log.info("%s: frames again", self.name)
+                        backoff.reset()
+                        state(UP)
+                    emit(VideoFrame(image, time.monotonic() - self.clock0))
+                    continue
+                # Unplugged, a stream that stopped, a driver error: all read as a failed read.
+                delay = backoff.fail()
+                if backoff.failures == 1:
+                    state(RECONNECTING)
+                log.warning("%s: read failed; reconnecting in %.1f s", self.name, delay)
+                self.close()
+                stop.wait(delay)
+        finally:
             self.close()
-        self.close()
 
-    def _reopen(self, delay: float, stop: threading.Event) -> bool:
+    def _reopen(self, backoff: Backoff, stop: threading.Event, state: StateFn) -> bool:
         try:
             self.open()
             log.info("%s: opened", self.name)
             return True
         except SourceError as e:
-            log.warning("%s; retrying in %.0f s", e, delay)
+            delay = backoff.fail()
+            if backoff.failures == 1:
+                state(RECONNECTING)
+            log.warning("%s; retrying in %.1f s", e, delay)
             stop.wait(delay)
             return False
 

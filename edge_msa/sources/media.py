@@ -10,7 +10,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from edge_msa.sources.base import Emit, SourceError
+from edge_msa.sources.base import (
+    RECONNECTING,
+    UP,
+    Backoff,
+    Emit,
+    SourceError,
+    StateFn,
+    ignore_state,
+)
 from edge_msa.sources.resample import ToMono16k
 from edge_msa.types import SAMPLE_RATE, AudioChunk, VideoFrame
 
@@ -33,6 +41,7 @@ class MediaSource:
         self.has_audio = False
         self.has_video = False
         self._container: av.container.InputContainer | None = None
+        self._opened_once = False
 
     def open(self) -> None:
         if not self.live and not Path(self.url).is_file():
@@ -41,57 +50,84 @@ class MediaSource:
             options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
             self._container = av.open(self.url, options=options, timeout=10.0)
         except av.FFmpegError as e:
-            raise SourceError(
-                f"cannot read media {self.url}: {_reason(e)}; is it a complete audio/video file?"
-            ) from None
+            hint = "is its server up?" if self.live else "is it a complete audio/video file?"
+            raise SourceError(f"cannot read media {self.url}: {_reason(e)}; {hint}") from None
         c = self._container
-        self.has_audio = bool(c.streams.audio)
-        self.has_video = bool(c.streams.video)
-        if not (self.has_audio or self.has_video):
+        if not self._opened_once:
+            # Fixed at the first open: the pipeline counts its producers by them,
+            # and a stream that comes back with other tracks must not change that.
+            self.has_audio = bool(c.streams.audio)
+            self.has_video = bool(c.streams.video)
+            self._opened_once = True
+        if not (c.streams.audio or c.streams.video):
             raise SourceError(f"media {self.url} has neither an audio nor a video stream")
 
-    def run(self, emit: Emit, stop: threading.Event) -> None:
-        delay = 1.0
-        t_offset = 0.0
+    def run(self, emit: Emit, stop: threading.Event, state: StateFn = ignore_state) -> None:
+        """A file plays once; a live stream that fails or ends is reopened with backoff."""
+        backoff = Backoff(self.reconnect_max_s)
+        clock = _Clock(self.live)
+
+        def emit_up(item: AudioChunk | VideoFrame) -> None:
+            if backoff.failures:
+                log.info("stream %s: data again", self.url)
+                backoff.reset()
+                state(UP)
+            emit(item)
+
         while not stop.is_set():
-            if self._container is None:
-                self.open()
             try:
-                t_offset = self._decode(emit, stop, t_offset)
-                if not stop.is_set():
-                    self._check_complete(t_offset)
-                return
+                if self._container is None:
+                    self.open()
+                self._decode(emit_up, stop, clock)
+                if stop.is_set() or self._ended(clock.t_last):
+                    return
+                why = "it ended"
             except av.FFmpegError as e:
                 if not self.live:
                     raise SourceError(
-                        f"media {self.url} is truncated or corrupt after {t_offset:.1f} s "
+                        f"media {self.url} is truncated or corrupt after {clock.t_last:.1f} s "
                         f"({_reason(e)}); results up to there are kept"
                     ) from None
-                log.warning("stream %s failed (%s); reconnecting in %.0f s", self.url, e, delay)
+                why = _reason(e)
+            except SourceError as e:
+                if not self.live:
+                    raise
+                why = str(e)
             finally:
                 self.close()
-            if stop.wait(delay):
-                return
-            delay = min(delay * 2, self.reconnect_max_s)
+            delay = backoff.fail()
+            if backoff.failures == 1:
+                state(RECONNECTING)
+                log.warning("stream %s lost (%s); reconnecting in %.1f s", self.url, why, delay)
+            else:
+                log.warning("%s; retrying in %.1f s", why, delay)
+            stop.wait(delay)
 
-    def _check_complete(self, t_reached: float) -> None:
-        """A cut file often decodes without error and just stops early:
-        compare with the duration its header declares."""
+    def _ended(self, t_reached: float) -> bool:
+        """True at the real end; raises for a cut file; False for a live stream
+        that stopped early (it is reopened).
+
+        A cut file often decodes without error and just stops early: compare
+        with the duration its header declares. A live stream declares none.
+        """
         assert self._container is not None
         declared = (self._container.duration or 0) / av.time_base
-        if not self.live and declared and t_reached < declared - TRUNCATION_SLACK_S:
+        if self.live:
+            return bool(declared) and t_reached >= declared - TRUNCATION_SLACK_S
+        if declared and t_reached < declared - TRUNCATION_SLACK_S:
             raise SourceError(
                 f"media {self.url} ends at {t_reached:.1f} s but declares {declared:.1f} s: "
                 "it is truncated; results up to there are kept"
             )
+        return True
 
     def close(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
 
-    def _decode(self, emit: Emit, stop: threading.Event, t_offset: float) -> float:
-        """Decode until the end; returns the last stream time reached."""
+    def _decode(self, emit: Emit, stop: threading.Event, clock: _Clock) -> None:
+        """Decode until the end of the file or stream, or ``stop``."""
         assert self._container is not None
         c = self._container
         streams = [*c.streams.audio[:1], *c.streams.video[:1]]
@@ -101,16 +137,15 @@ class MediaSource:
         pending: list[np.ndarray] = []
         pending_n = 0
         audio_t: float | None = None  # stream time of the next audio sample to emit
+        clock.connected()
         wall0 = time.monotonic()
-        t_last = t_offset
         for packet in c.demux(streams):
             if stop.is_set():
                 break
             for frame in packet.decode():
-                t = t_offset + (frame.time or 0.0)
+                t = clock.time(frame.time or 0.0)
                 if self.realtime:
-                    _sleep_until(wall0 + t - t_offset, stop)
-                t_last = max(t_last, t)
+                    _sleep_until(wall0 + clock.since_connected(t), stop)
                 if isinstance(frame, av.VideoFrame):
                     emit(VideoFrame(frame.to_ndarray(format="bgr24"), t))
                     continue
@@ -123,9 +158,41 @@ class MediaSource:
                     pending, pending_n = [], 0
         if audio_t is not None:
             pending.append(resampler.flush())
-            audio_t = _emit_audio(emit, pending, audio_t)
-            t_last = max(t_last, audio_t)
-        return t_last
+            clock.reached(_emit_audio(emit, pending, audio_t))
+
+
+class _Clock:
+    """Maps a connection's frame times to source times that never go back.
+
+    A file keeps its own timeline. A live stream restarts its timestamps
+    at every reconnection, so each connection is placed at the wall-clock
+    time its first frame arrived (a gap in the stream is a gap in time).
+    """
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.clock0 = time.monotonic()
+        self.t_last = 0.0  # the latest source time handed out
+        self._offset: float | None = None  # source time minus frame time, this connection
+        self._first = 0.0  # source time of this connection's first frame
+
+    def connected(self) -> None:
+        self._offset = None if self.live else 0.0
+
+    def time(self, frame_t: float) -> float:
+        if self._offset is None:
+            now = max(time.monotonic() - self.clock0, self.t_last)
+            self._offset = now - frame_t
+            self._first = now
+        t = self._offset + frame_t
+        self.t_last = max(self.t_last, t)
+        return t
+
+    def since_connected(self, t: float) -> float:
+        return t - (self._first if self.live else 0.0)
+
+    def reached(self, t: float) -> None:
+        self.t_last = max(self.t_last, t)
 
 
 def _emit_audio(emit: Emit, parts: list[np.ndarray], t: float) -> float:

@@ -13,22 +13,38 @@ import time
 
 import numpy as np
 
-from edge_msa.sources.base import Emit, SourceError
+from edge_msa.sources.base import (
+    RECONNECTING,
+    UP,
+    Backoff,
+    Emit,
+    SourceError,
+    StateFn,
+    ignore_state,
+)
 from edge_msa.sources.resample import ToMono16k
 from edge_msa.types import SAMPLE_RATE, AudioChunk
 
 log = logging.getLogger(__name__)
+
+STALL_S = 2.0  # a running input stream gives a block every 50 ms; this long without one: lost
 
 
 class MicrophoneSource:
     has_audio = True
     has_video = False
 
-    def __init__(self, device: int | str | None = None, clock0: float | None = None) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        clock0: float | None = None,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
         self.device = int(device) if isinstance(device, str) and device.isdigit() else device
         self.name = f"microphone {'default' if device is None else device}"
         self.clock0 = time.monotonic() if clock0 is None else clock0
         self.rate = SAMPLE_RATE
+        self.reconnect_max_s = reconnect_max_s
         self._blocks: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
         self._stream = None
 
@@ -61,21 +77,85 @@ class MicrophoneSource:
         now = time.monotonic() - self.clock0 - frames / self.rate
         self._blocks.put_nowait((data.copy(), now))
 
-    def run(self, emit: Emit, stop: threading.Event) -> None:
+    def run(self, emit: Emit, stop: threading.Event, state: StateFn = ignore_state) -> None:
+        """Capture until ``stop``; a device that fails, vanishes or goes quiet
+        is closed and reopened with backoff while the other sources go on."""
+        backoff = Backoff(self.reconnect_max_s)
+        while not stop.is_set():
+            try:
+                if self._stream is None:
+                    if backoff.failures:
+                        _rescan_devices()
+                    self.open()
+                why = self._capture(emit, stop, backoff, state)
+            except SourceError as e:
+                why = str(e)
+            finally:
+                self._close()
+            if stop.is_set():
+                return
+            delay = backoff.fail()
+            if backoff.failures == 1:
+                state(RECONNECTING)
+                log.warning("%s lost (%s); reopening in %.1f s", self.name, why, delay)
+            else:
+                log.warning("%s; retrying in %.1f s", why, delay)
+            stop.wait(delay)
+
+    def _capture(
+        self, emit: Emit, stop: threading.Event, backoff: Backoff, state: StateFn
+    ) -> str:
+        """Hand blocks on until ``stop`` (returns "") or the device fails (returns why)."""
         assert self._stream is not None, "open() first"
         resampler = ToMono16k() if self.rate != SAMPLE_RATE else None
-        self._stream.start()
         try:
-            while not stop.is_set():
-                try:
-                    block, t = self._blocks.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                samples = block[:, 0] if resampler is None else resampler.array(block, self.rate)
-                emit(AudioChunk(samples, t))
-        finally:
-            self._stream.stop()
-            self._stream.close()
+            self._stream.start()
+        except Exception as e:  # sounddevice.PortAudioError; sounddevice is imported lazily
+            return f"cannot start: {e}"
+        last_block = time.monotonic()
+        while not stop.is_set():
+            try:
+                block, t = self._blocks.get(timeout=0.2)
+            except queue.Empty:
+                # PortAudio stops calling back when a device is unplugged, and
+                # does not always say so: silence from the driver means it is gone.
+                if not self._stream.active:
+                    return "the stream stopped"
+                if time.monotonic() - last_block > STALL_S:
+                    return f"no audio for {STALL_S:.0f} s"
+                continue
+            last_block = time.monotonic()
+            if backoff.failures:
+                log.info("%s: audio again", self.name)
+                backoff.reset()
+                state(UP)
+            samples = block[:, 0] if resampler is None else resampler.array(block, self.rate)
+            emit(AudioChunk(samples, t))
+        return ""
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort()  # abort, not stop: a dead device never drains its buffers
+            stream.close()
+        except Exception as e:  # closing a vanished device may fail too; it is gone anyway
+            log.debug("%s: close failed: %s", self.name, e)
+        while not self._blocks.empty():  # blocks of the old stream carry its old times
+            self._blocks.get_nowait()
+
+
+def _rescan_devices() -> None:
+    """PortAudio lists devices once, at start: a microphone plugged back in is
+    only seen after it starts again (no stream of ours is open at this point)."""
+    try:
+        import sounddevice as sd
+
+        sd._terminate()
+        sd._initialize()
+    except Exception as e:  # private API of sounddevice; without it we retry the old list
+        log.debug("rescanning audio devices failed: %s", e)
 
 
 def _pick_rate(sd, device, default_rate: int) -> int:

@@ -1,0 +1,319 @@
+"""Sources that fail mid-stream, on real components.
+
+A network camera or stream is emulated by ffmpeg serving a clip over loopback
+TCP as MPEG-TS at real-time pace (``-re``), the way an IP camera serves RTSP;
+killing ffmpeg is the camera dropping off the network, starting it again is
+it coming back. The same stream is read through PyAV (``--media tcp://...``)
+and through OpenCV (``--camera tcp://...``). The microphone has no device
+here: a MicrophoneSource whose device is missing is the real code path of a
+microphone that was unplugged (it fails to reopen and keeps retrying).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge_msa.config import Config
+from edge_msa.publishing.outbox import Outbox
+from edge_msa.runtime.app import load_models
+from edge_msa.runtime.metrics import Metrics, MetricsServer
+from edge_msa.runtime.pipeline import Pipeline, PipelineListener
+from edge_msa.sources import DEMO_CLIP
+from edge_msa.sources.camera import CameraSource
+from edge_msa.sources.media import MediaSource
+from edge_msa.sources.microphone import MicrophoneSource
+from edge_msa.types import AudioChunk, SentimentResult, VideoFrame
+from tests.conftest import free_port
+from tests.media_util import faststart_copy, video_stream_only
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class StreamServer:
+    """ffmpeg serving ``clip`` on tcp://127.0.0.1:PORT, looped, one client per start."""
+
+    def __init__(self, clip: Path, video_only: bool = False) -> None:
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
+        self.port = free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.cmd = [
+            exe, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+            *(["-an"] if video_only else []), "-c", "copy", "-f", "mpegts",
+            f"{self.url}?listen=1",
+        ]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Probing with a connection would use up the one client it serves: read the table.
+        assert wait_for(lambda: self._listening(), 10), "ffmpeg did not listen"
+
+    def _listening(self) -> bool:
+        port = f":{self.port:04X} "
+        table = Path("/proc/net/tcp").read_text()
+        return any(port in line and line.split()[3] == "0A" for line in table.splitlines())
+
+    def kill(self) -> None:
+        """Gone without a goodbye, as a camera that loses power."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def stream_server():
+    servers: list[StreamServer] = []
+
+    def make(clip: Path, video_only: bool = False) -> StreamServer:
+        servers.append(StreamServer(clip, video_only))
+        servers[-1].start()
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.kill()
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Recorder:
+    """Runs a source in a thread, recording what it emits and each state it reports."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.items: list[tuple[float, AudioChunk | VideoFrame]] = []  # (arrival, item)
+        self.states: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.source.run(
+                lambda item: self.items.append((time.monotonic(), item)),
+                self.stop,
+                lambda state: self.states.append((time.monotonic(), state)),
+            )
+        except BaseException as e:  # surfaced by the test
+            self.error = e
+
+    def state_is(self, state: str) -> bool:
+        return bool(self.states) and self.states[-1][1] == state
+
+    def since(self, t: float, kind: type) -> list:
+        return [item for at, item in list(self.items) if at > t and isinstance(item, kind)]
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the source did not stop"
+        assert self.error is None, self.error
+
+
+def backoff_delays(caplog) -> list[float]:
+    return [float(d) for d in re.findall(r"in ([\d.]+) s", caplog.text)]
+
+
+def check_outage(rec: Recorder, server: StreamServer, kinds: list[type], caplog) -> None:
+    """Kill the server mid-stream, let a few reconnections fail, bring it back."""
+    t = time.monotonic()
+    assert wait_for(lambda: all(rec.since(t, k) for k in kinds), 30), "no data before the outage"
+    server.kill()
+    killed = time.monotonic()
+    assert wait_for(lambda: rec.state_is("reconnecting"), 15), rec.states
+    time.sleep(2.5)  # refused, refused, ...: the backoff grows
+    server.start()
+    assert wait_for(lambda: rec.state_is("up"), 30), rec.states
+    back = time.monotonic()
+    assert wait_for(lambda: all(rec.since(back, k) for k in kinds), 15), "no data after the outage"
+    rec.finish()
+    assert [s for _, s in rec.states] == ["reconnecting", "up"]  # said once each
+    delays = backoff_delays(caplog)
+    assert len(delays) >= 3 and delays == sorted(delays) and delays[-1] <= 1.0, delays
+    for kind in kinds:
+        times = [item.t for _, item in rec.items if isinstance(item, kind)]
+        assert times == sorted(times), f"{kind.__name__} times go back after the reconnection"
+        before = [item.t for at, item in rec.items if at <= killed and isinstance(item, kind)]
+        after = [item.t for at, item in rec.items if at >= back and isinstance(item, kind)]
+        # The outage (> 2.5 s) is a gap in the source's time, not glued over.
+        assert after[0] - before[-1] > 2.0, (before[-1], after[0])
+
+
+def test_live_stream_reconnects_with_backoff_when_its_server_dies(stream_server, caplog):
+    caplog.set_level(logging.INFO, "edge_msa")
+    server = stream_server(DEMO_CLIP)
+    source = MediaSource(server.url, reconnect_max_s=1.0)
+    source.open()
+    rec = Recorder(source)
+    rec.thread.start()
+    try:
+        check_outage(rec, server, [AudioChunk, VideoFrame], caplog)
+    finally:
+        rec.stop.set()
+    assert "Connection refused" in caplog.text  # the reason is in the log line
+
+
+def test_network_camera_reconnects_with_backoff_when_it_drops_off(stream_server, caplog):
+    caplog.set_level(logging.INFO, "edge_msa")
+    server = stream_server(DEMO_CLIP, video_only=True)
+    camera = CameraSource(server.url, reconnect_max_s=1.0)
+    camera.open()
+    rec = Recorder(camera)
+    rec.thread.start()
+    try:
+        check_outage(rec, server, [VideoFrame], caplog)
+    finally:
+        rec.stop.set()
+    assert "read failed" in caplog.text
+
+
+def test_camera_that_opens_but_never_reads_backs_off(tmp_path, caplog):
+    # The index of a clip and none of its pictures: OpenCV opens it, and every
+    # read fails at once. Without backoff that is a busy loop; with it the delays grow.
+    caplog.set_level(logging.INFO, "edge_msa")
+    whole = faststart_copy(tmp_path / "whole.mp4").read_bytes()
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(whole[: whole.find(b"mdat") + 100])
+    camera = CameraSource(str(empty), reconnect_max_s=1.0)
+    camera.open()
+    rec = Recorder(camera)
+    rec.thread.start()
+    time.sleep(3.0)
+    rec.finish()
+    assert rec.items == [] and [s for _, s in rec.states][:1] == ["reconnecting"]
+    delays = backoff_delays(caplog)
+    assert 3 <= len(delays) <= 8 and delays[-1] == 1.0, delays
+
+
+# -- the whole pipeline ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models():
+    # No speech recognition: it is not what these tests are about, and it is slow.
+    cfg = Config.model_validate({"asr": {"enabled": False}})
+    return load_models(cfg, has_video=True)
+
+
+def pipeline_config(tmp_path: Path, **over) -> Config:
+    data = {
+        "device_id": "faults",
+        "asr": {"enabled": False},
+        "source": {"reconnect_max_s": 1.0},
+        "runtime": {"state_dir": str(tmp_path), "flush_timeout_s": 5},
+        "vision": {"visual_interval_s": 5},
+        "output": {"sinks": []},
+    }
+    for key, value in over.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return Config.model_validate(data)
+
+
+class Results(PipelineListener):
+    """Each result with the source states at the moment it was delivered."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.got: list[tuple[SentimentResult, dict[str, str]]] = []
+        pipeline.listeners.append(self)
+
+    def result(self, result: SentimentResult) -> None:
+        self.got.append((result, dict(self.pipeline.source_state)))
+
+
+def make_pipeline(cfg: Config, sources, models, outbox: Outbox | None = None) -> Pipeline:
+    segmenter, analyzer, face_stage, name = models
+    return Pipeline(cfg, sources, segmenter, analyzer, outbox, [], name, face_stage)
+
+
+async def until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+def http_get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.slow
+def test_microphone_lost_leaves_a_video_only_pipeline_running(models, tmp_path):
+    video = MediaSource(str(video_stream_only(tmp_path / "faces.mp4")))
+    video.open()
+    mic = MicrophoneSource("no such input device 123", reconnect_max_s=1.0)
+    cfg = pipeline_config(tmp_path)
+    pipeline = make_pipeline(cfg, [video, mic], models)
+    results = Results(pipeline)
+    health: list[tuple[int, dict]] = []
+
+    async def drive() -> int:
+        metrics = Metrics(cfg)
+        server = MetricsServer(metrics, "127.0.0.1", 0)
+        server.start()
+        metrics.attach(pipeline, 0.0)
+        run = asyncio.create_task(pipeline.run())
+        try:
+            assert await until(lambda: len(results.got) >= 1, 120), "no face-only result"
+            metrics.sample()
+            health.append(await asyncio.to_thread(http_get, f"http://127.0.0.1:{server.port}/healthz"))
+            assert await until(lambda: pipeline.source_state[video.name] == "ended", 120)
+            pipeline.request_stop()
+            return await asyncio.wait_for(run, 30)
+        finally:
+            await metrics.stop()
+            server.stop()
+
+    assert asyncio.run(drive()) == 0
+    # 24 s of a face and no sound: a face-only result every 5 s of video.
+    assert len(results.got) == 4, [r.t_start for r, _ in results.got]
+    for result, states in results.got:
+        assert result.modalities == {"text": "absent", "audio": "absent", "vision": "present"}
+        assert states[mic.name] == "reconnecting"
+    code, body = health[0]
+    assert code == 503 and body["sources"][mic.name] == "reconnecting"
+    assert f"source {mic.name} is reconnecting" in body["reasons"]
+
+
+def test_truncated_media_says_error_and_keeps_what_it_heard(models, tmp_path):
+    whole = faststart_copy(tmp_path / "whole.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    source = MediaSource(str(cut))
+    source.open()
+    pipeline = make_pipeline(pipeline_config(tmp_path), [source], models)
+    results = Results(pipeline)
+    assert asyncio.run(pipeline.run()) == 1
+    assert pipeline.status()["sources"] == {source.name: "error"}
+    assert len(pipeline.errors) == 1 and "truncated" in pipeline.errors[0]
+    # The first two demo sentences lie wholly in the first half of the file.
+    assert len(results.got) >= 2
+    assert all(r.modalities["audio"] == "present" for r, _ in results.got)
