@@ -160,13 +160,20 @@ def describe_error(err: ValidationError, model: type[BaseModel] = Config) -> str
     """One line per problem: the field path, what is wrong, what is allowed."""
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path = ".".join(_printable(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             allowed = ", ".join(_fields_at(model, e["loc"][:-1]))
             lines.append(f"{path}: unknown field; allowed here: {allowed}")
         else:
             lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(lines)
+
+
+def _printable(part: object) -> str:
+    """A key as written, or quoted with escapes when it holds a newline or
+    another control character (the message must stay one line)."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -219,6 +226,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: not UTF-8 text (byte {e.start}); "
+            "save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
