@@ -75,16 +75,17 @@ def as_bgr(image: np.ndarray | None) -> np.ndarray | None:
     """A 3-channel uint8 view of a frame, or None when it holds no pixels."""
     if image is None or not isinstance(image, np.ndarray) or image.size == 0:
         return None
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         return None
-    elif image.shape[2] == 1:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+        # OpenCV's colour conversions take 8-bit frames: clip into 0..255 first (NaN: 0).
+        image = np.nan_to_num(np.clip(image.astype(np.float32), 0, 255)).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
 
 
