@@ -67,6 +67,13 @@ class Broker:
             self.proc.wait(10)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, like a crash or a power cut: no goodbye, no final save."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
 
 @pytest.fixture
 def broker(tmp_path: Path):

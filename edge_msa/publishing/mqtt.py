@@ -7,7 +7,9 @@ also as the will) and ``status`` (retained JSON health summary).
 A result is removed from the outbox only after the broker's PUBACK. If the
 connection drops between the broker receiving a result and us seeing the
 PUBACK, the result is sent again after the reconnect: consumers de-duplicate
-on ``id``.
+on ``id``. A dropped link is noticed at once (the socket closes, or the
+keepalive ping goes unanswered), not at the next publish: waiting for a
+result and waiting for a PUBACK both end when the connection does.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from edge_msa.config import MqttConfig
 from edge_msa.publishing.outbox import Outbox
@@ -27,6 +31,14 @@ from edge_msa.publishing.outbox import Outbox
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0  # a PUBACK that takes longer means the link is gone
+BACKOFF_MIN_S = 0.5
+CLOSING_RETRY_S = 1.0  # retry pace while flushing at shutdown
+
+T = TypeVar("T")
+
+
+class LinkLost(aiomqtt.MqttError):
+    """The connection closed while we waited for something."""
 
 
 class Topics:
@@ -55,6 +67,7 @@ class MqttPublisher:
         self.published = 0
         self.connected = False
         self._wake = asyncio.Event()
+        self._retry_now = asyncio.Event()  # set by stop(): cut the backoff short
         self._closing = False
         self._status_due = False  # a source's state changed: publish the status now
         self._task: asyncio.Task[None] | None = None
@@ -69,25 +82,36 @@ class MqttPublisher:
         self._wake.set()
 
     async def run(self) -> None:
-        delay = 0.5
+        delay = BACKOFF_MIN_S
         while True:
             try:
                 async with self._client() as client:
                     self._on_connected()
-                    delay = 0.5
+                    delay = BACKOFF_MIN_S
                     await self._serve(client)
                     return
             except aiomqtt.MqttError as e:
-                self.connected = False
+                was_connected, self.connected = self.connected, False
                 if self._closing and self.outbox.count() == 0:
                     return
-                log.warning(
-                    "MQTT broker %s:%d unreachable (%s); %d result(s) wait in the outbox; "
-                    "retrying in %.1f s",
-                    self.cfg.host, self.cfg.port, e, self.outbox.count(), delay,
+                # Flushing at shutdown: the broker may be back any moment and the
+                # deadline is short; _finish says what stays, so no line per retry.
+                wait = min(delay, CLOSING_RETRY_S) if self._closing else delay
+                log.log(
+                    logging.DEBUG if self._closing else logging.WARNING,
+                    "%s; %d result(s) wait in the outbox; retrying in %.1f s",
+                    describe_failure(self.cfg, e, was_connected), self.outbox.count(), wait,
                 )
-                await asyncio.sleep(delay)
+                await self._backoff(wait)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
+
+    async def _backoff(self, wait: float) -> None:
+        """Sleep ``wait`` s, cut short by ``stop``."""
+        if self._closing:
+            await asyncio.sleep(wait)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._retry_now.wait(), wait)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="mqtt")
@@ -99,6 +123,7 @@ class MqttPublisher:
         """
         self._closing = True
         self._wake.set()
+        self._retry_now.set()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._task, timeout)
         return self.outbox.count()
@@ -108,7 +133,9 @@ class MqttPublisher:
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        await client.publish(self.topics.availability, "online", qos=1, retain=True)
+        await until_lost(
+            client, client.publish(self.topics.availability, "online", qos=1, retain=True)
+        )
         await self._publish_status(client)
         listener = await self._start_ha_discovery(client) if self.cfg.ha_discovery else None
         try:
@@ -148,7 +175,7 @@ class MqttPublisher:
             if self._closing and self.outbox.count() == 0:
                 break
             if not self._closing:
-                await self._wake.wait()
+                await until_lost(client, self._wake.wait())
             self._wake.clear()
         await self._publish_status(client, state="stopped")
         await client.publish(self.topics.availability, "offline", qos=1, retain=True)
@@ -157,8 +184,11 @@ class MqttPublisher:
         sent = 0
         while batch := self.outbox.pending():
             for item in batch:
-                await client.publish(
-                    self.topics.sentiment, item.payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+                await until_lost(
+                    client,
+                    client.publish(
+                        self.topics.sentiment, item.payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+                    ),
                 )
                 self.outbox.remove(item.seq)
                 sent += 1
@@ -167,8 +197,12 @@ class MqttPublisher:
 
     async def _publish_status(self, client: aiomqtt.Client, state: str = "running") -> None:
         body = {"state": state, "outbox_pending": self.outbox.count(), **self.status()}
-        await client.publish(
-            self.topics.status, json.dumps(body), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
+        await until_lost(
+            client,
+            client.publish(
+                self.topics.status, json.dumps(body), qos=1, retain=True,
+                timeout=PUBLISH_TIMEOUT_S,
+            ),
         )
 
     def _client(self) -> aiomqtt.Client:
@@ -197,3 +231,44 @@ def make_client(
         tls_context=tls,
         will=will,
     )
+
+
+async def until_lost(client: aiomqtt.Client, aw: Awaitable[T]) -> T:
+    """``await aw``, or raise LinkLost as soon as the client's connection closes.
+
+    aiomqtt (2.x) keeps the connection's end in the private future
+    ``_disconnected``; without it a pending PUBACK waits out its timeout and an
+    idle publisher notices a dead broker only at its next publish.
+    """
+    lost: asyncio.Future[None] | None = getattr(client, "_disconnected", None)
+    task = asyncio.ensure_future(aw)
+    if lost is None:
+        return await task
+    done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+    cause = lost.exception()  # also marks it retrieved
+    raise LinkLost(f"connection lost ({cause or 'closed by the broker'})")
+
+
+def describe_failure(cfg: MqttConfig, e: aiomqtt.MqttError, was_connected: bool) -> str:
+    """One line: what went wrong with the broker, and what to check."""
+    where = f"MQTT broker {cfg.host}:{cfg.port}"
+    text = str(e)
+    low = text.lower()
+    if isinstance(e, MqttConnectError) or "not author" in low or "bad user" in low:
+        return (
+            f"{where} refused the connection ({text}): check mqtt.username and the password "
+            "(mqtt.password_file or EDGE_MSA_MQTT__PASSWORD)"
+        )
+    if "ssl" in low or "certificate" in low or "tls" in low:
+        return (
+            f"{where}: TLS failed ({text}): check mqtt.ca_file, and that mqtt.host is a name "
+            "the server certificate holds"
+        )
+    if was_connected:
+        return f"{where}: {text}"
+    return f"{where} unreachable ({text})"
