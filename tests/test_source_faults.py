@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,120 @@ def test_truncated_media_says_error_and_keeps_what_it_heard(models, tmp_path):
     # The first two demo sentences lie wholly in the first half of the file.
     assert len(results.got) >= 2
     assert all(r.modalities["audio"] == "present" for r, _ in results.got)
+
+
+def demo_audio(dst: Path, seconds: float) -> Path:
+    """The demo's sound alone, its first ``seconds``."""
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(DEMO_CLIP), "-vn", "-t",
+           str(seconds), str(dst)]
+    subprocess.run(cmd, check=True)
+    return dst
+
+
+def span(pipeline: Pipeline, result: SentimentResult) -> tuple[float, float]:
+    """The result's stretch on the pipeline's clock (seconds since it started)."""
+    t0, t1 = (_wall(t) for t in (result.t_start, result.t_end))
+    return t0 - pipeline.started, t1 - pipeline.started
+
+
+def state_during(timeline: list[tuple[float, str]], t0: float, t1: float) -> set[str]:
+    """The states a source was in over [t0, t1], from a sampled timeline."""
+    before = [s for t, s in timeline if t <= t0][-1:]
+    return {*before, *(s for t, s in timeline if t0 < t <= t1)}
+
+
+@pytest.mark.slow
+def test_camera_lost_gives_audio_only_results_until_it_returns(stream_server, models, tmp_path):
+    server = stream_server(DEMO_CLIP, video_only=True)
+    camera = CameraSource(server.url, reconnect_max_s=1.0)
+    camera.open()
+    voice = MediaSource(str(demo_audio(tmp_path / "voice.wav", 19.0)), realtime=True)
+    voice.open()
+    pipeline = make_pipeline(pipeline_config(tmp_path, source={"realtime": True}), [camera, voice],
+                             models)
+    results = Results(pipeline)
+    timeline: list[tuple[float, str]] = []  # (seconds since start, camera state)
+
+    async def drive() -> int:
+        run = asyncio.create_task(pipeline.run())
+        t0 = time.monotonic()
+        # The demo speaks at 0.5-4.0, 5.2-9.0, 10.2-12.9, 14.1-18.3 s: the camera
+        # is lost for the second sentence and back before the fourth.
+        plan = [(4.6, server.kill), (9.3, server.start)]
+        while not run.done():
+            now = time.monotonic() - t0
+            if plan and now >= plan[0][0]:
+                await asyncio.to_thread(plan.pop(0)[1])
+            if not timeline or timeline[-1][1] != pipeline.source_state[camera.name]:
+                timeline.append((now, pipeline.source_state[camera.name]))
+            if pipeline.source_state[voice.name] == "ended":
+                pipeline.request_stop()
+            await asyncio.sleep(0.05)
+        return run.result()
+
+    camera.clock0 = time.monotonic()  # the camera's clock starts with the voice file's
+    assert asyncio.run(drive()) == 0
+    states = [s for _, s in timeline if s != "starting"]
+    assert states[:3] == ["up", "reconnecting", "up"], timeline
+    back = [t for t, s in timeline if s == "up"][1]
+    assert len(results.got) == 4, [span(pipeline, r) for r, _ in results.got]
+    lost = present = 0
+    for result, _ in results.got:
+        assert result.modalities["audio"] == "present"
+        t0, t1 = span(pipeline, result)
+        if state_during(timeline, t0, t1) == {"reconnecting"}:
+            lost += 1
+            assert result.modalities["vision"] == "absent", (t0, t1, timeline)
+        elif t0 > back + 1.0:
+            present += 1
+            assert result.modalities["vision"] == "present", (t0, t1, timeline)
+    assert lost >= 1 and present >= 1, ([span(pipeline, r) for r, _ in results.got], timeline)
+
+
+@pytest.mark.slow
+def test_live_stream_outage_in_the_pipeline(stream_server, models, broker, subscribe, tmp_path):
+    sub = subscribe(broker.port, "edge-msa/faults/#")
+    server = stream_server(DEMO_CLIP)
+    stream = MediaSource(server.url, reconnect_max_s=1.0)
+    stream.open()
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    cfg = pipeline_config(tmp_path, mqtt={"port": broker.port})
+    pipeline = make_pipeline(cfg, [stream], models, outbox)
+
+    def stream_state() -> str | None:
+        statuses = sub.on("/status")
+        return json.loads(statuses[-1][0])["sources"][stream.name] if statuses else None
+
+    async def drive() -> tuple[int, float]:
+        run = asyncio.create_task(pipeline.run())
+        assert await until(lambda: len(sub.results()) >= 1, 60), "no result before the outage"
+        await asyncio.to_thread(server.kill)
+        killed = time.time()
+        # The retained status says so while no result is being delivered.
+        assert await until(lambda: stream_state() == "reconnecting", 15), sub.on("/status")
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(server.start)
+        assert await until(lambda: stream_state() == "up", 30), sub.on("/status")
+        # The stream starts the demo again: its first sentence arrives once more.
+        assert await until(
+            lambda: any(_wall(r["t_start"]) > killed for r in sub.results()), 60
+        ), "no result after the stream came back"
+        pipeline.request_stop()
+        return await asyncio.wait_for(run, 60), killed
+
+    try:
+        code, killed = asyncio.run(drive())
+    finally:
+        outbox.close()
+    assert code == 0
+    got = sub.results()
+    assert len({r["id"] for r in got}) == len(got) == pipeline.results
+    starts = [_wall(r["t_start"]) for r in got]
+    assert starts == sorted(starts)
+    assert any(t < killed for t in starts) and any(t > killed for t in starts)
+    assert all(r["modalities"]["audio"] == "present" for r in got)
+    assert json.loads(sub.on("/status")[-1][0])["state"] == "stopped"
+
+
+def _wall(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

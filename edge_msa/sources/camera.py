@@ -44,13 +44,20 @@ class CameraSource:
         self._cap = None
 
     def open(self) -> None:
-        # OpenCV prints its own warnings for a missing device; we say it once, below.
+        # OpenCV and its FFmpeg print their own warnings for a missing device or a
+        # refused stream, at every retry; we say it once, below.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
         cap = cv2.VideoCapture(self.device)
         if not cap.isOpened():
             cap.release()
+            if isinstance(self.device, str) and "://" in self.device:
+                raise SourceError(
+                    f"camera stream {self.device} could not be opened; check the URL and "
+                    "that the camera is reachable"
+                )
             found = ", ".join(sorted(glob.glob("/dev/video*"))) or "none"
             raise SourceError(
                 f"camera {self.device!r} could not be opened (video devices here: {found}); "
