@@ -57,6 +57,11 @@ class VadConfig(_Model):
 
 class AsrConfig(_Model):
     enabled: bool = Field(True, description="false: no speech recognition (privacy)")
+    early_start: bool = Field(
+        True,
+        description="live and --realtime runs: recognise during the VAD hangover, so little "
+        "is left when the utterance closes",
+    )
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1)
     present_min_logprob: float = -0.8

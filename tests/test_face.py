@@ -150,6 +150,32 @@ def test_stage_keeps_the_primary_face_on_real_frames(
         assert obs is not None and iou(obs.box, first.box) > 0.8
 
 
+def test_detect_near_finds_the_face_in_frame_pixels(
+    detector: FaceDetector, astronaut: np.ndarray
+) -> None:
+    (full,) = detector.detect(astronaut)
+    x, y, w, h = full.box
+    for dx, dy in ((0, 0), (25, -15)):  # the face as tracked, and moved since
+        near = detector.detect_near(astronaut, (x + dx, y + dy, w, h))
+        assert near and iou(near[0].box, full.box) > 0.7
+
+
+def test_stage_follows_a_moving_face_between_full_searches(
+    detector: FaceDetector, expression: ExpressionModel, astronaut: np.ndarray
+) -> None:
+    face = astronaut[40:200, 160:300]
+    stage = FaceStage(detector, PrimaryFaceTracker(), expression, full_every=5)
+    for step in range(12):
+        canvas = np.full((480, 640, 3), 90, np.uint8)
+        x = 100 + 30 * step
+        canvas[150:310, x : x + 140] = face
+        obs = stage.process(VideoFrame(canvas, step / 10))
+        assert obs is not None, step
+        bx, by, bw, bh = obs.box
+        # The box stays on the pasted face as it slides across the frame.
+        assert x <= bx + bw / 2 <= x + 140 and 150 <= by + bh / 2 <= 310, (step, obs.box)
+
+
 def test_valence_mapping() -> None:
     happy = np.eye(len(FACE_EMOTIONS), dtype=np.float32)[FACE_EMOTIONS.index("happy")]
     mean, std = valence_from_probs(happy)

@@ -205,3 +205,29 @@ def test_demo_clip_sentences(vad: SileroVad) -> None:
     utterances = segment(Segmenter(vad), audio, 1000)
     assert_near(utterances, truth)
     assert all(u.closed_by == "silence" for u in utterances)
+
+
+def test_draft_is_the_utterance_before_the_hangover_ends(
+    vad: SileroVad, spoken: list[np.ndarray]
+) -> None:
+    """The draft (recognised early) has exactly the audio and times of the
+    utterance closed later, and is ready well before the close."""
+    audio, _ = place(spoken[:2], gap_s=1.5)
+    segmenter = Segmenter(vad, hangover_ms=500, pad_ms=150)
+    chunk = SAMPLE_RATE // 10
+    drafts: dict[tuple[float, float], tuple[Utterance, int]] = {}
+    closed: list[tuple[Utterance, int]] = []
+    for offset in range(0, len(audio), chunk):
+        for utt in segmenter.push(AudioChunk(audio[offset : offset + chunk], offset / SAMPLE_RATE)):
+            closed.append((utt, offset))
+        draft = segmenter.draft()
+        if draft is not None:
+            drafts.setdefault((draft.t0, draft.t1), (draft, offset))
+    assert len(closed) == 2
+    for utt, closed_offset in closed:
+        draft, draft_offset = drafts[(utt.t0, utt.t1)]
+        np.testing.assert_array_equal(draft.audio, utt.audio)
+        # Ready once the 150 ms pad is in: at least 300 ms of the 500 ms hangover early.
+        assert (closed_offset - draft_offset) / SAMPLE_RATE >= 0.3
+    # Pauses inside a sentence may give drafts that speech outdates; never one after the close.
+    assert segmenter.draft() is None

@@ -10,7 +10,9 @@ audio when there is none.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from edge_msa.encoders.asr import duration_frames
 from edge_msa.encoders.voice import audio_state
@@ -30,6 +32,17 @@ class Analysis:
     outputs: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
+@dataclass
+class Heard:
+    """The audio side of one utterance, waiting for its faces."""
+
+    inputs: FusionInputs
+    states: dict[str, ModalityState]
+    emotions: dict[str, str]
+    latency_ms: dict[str, float]
+    transcript: Transcript | None = None
+
+
 class Analyzer:
     """``asr`` runs the Whisper encoder once per utterance; its output feeds the
     decoder (when ``text`` is set, i.e. transcription is on) and ``voice``."""
@@ -41,34 +54,48 @@ class Analyzer:
         self.voice = voice  # VoiceEncoder; None when the voice stage is off
 
     def analyse(self, utt: Utterance, face: FaceSummary | None = None) -> Analysis:
-        latency: dict[str, float] = {}
-        states = {"text": ABSENT, "audio": ABSENT, "vision": ABSENT}
-        inputs = FusionInputs()
-        emotions: dict[str, str] = {}
+        return self.fuse(self.hear(utt.audio), face)
+
+    def hear(self, audio: np.ndarray) -> Heard:
+        """The audio side: recognition, voice and text encoders (the slow part).
+
+        It depends on the audio alone, so the runtime can start it during the
+        VAD hangover, before the utterance is closed and its faces are known.
+        """
+        heard = Heard(FusionInputs(), {"text": ABSENT, "audio": ABSENT}, {}, {})
         transcript = frames = None
         if self.asr is not None:
-            with _timed(latency, "asr"):
-                transcript, frames = self.asr.recognise(utt.audio, transcribe=self.text is not None)
-        if frames is not None and self.voice is not None and audio_state(utt.audio) is PRESENT:
-            with _timed(latency, "voice"):
-                vf = self.voice.encode(frames, utt.audio)
-                inputs.audio = audio_tokens(frames, duration_frames(len(utt.audio)))
-                inputs.voice = vf.probs
-            states["audio"] = PRESENT
-            emotions["audio"] = VOICE_EMOTIONS[int(vf.probs.argmax())]
+            with _timed(heard.latency_ms, "asr"):
+                transcript, frames = self.asr.recognise(audio, transcribe=self.text is not None)
+        if frames is not None and self.voice is not None and audio_state(audio) is PRESENT:
+            with _timed(heard.latency_ms, "voice"):
+                vf = self.voice.encode(frames, audio)
+                heard.inputs.audio = audio_tokens(frames, duration_frames(len(audio)))
+                heard.inputs.voice = vf.probs
+            heard.states["audio"] = PRESENT
+            heard.emotions["audio"] = VOICE_EMOTIONS[int(vf.probs.argmax())]
         if transcript is not None and transcript.state is not ABSENT:
-            with _timed(latency, "text"):
-                inputs.text = self.text.predict(transcript.text).embedding
-            inputs.simulated = True  # recognised text: the fusion model refines it
-            states["text"] = transcript.state
+            with _timed(heard.latency_ms, "text"):
+                heard.inputs.text = self.text.predict(transcript.text).embedding
+            heard.inputs.simulated = True  # recognised text: the fusion model refines it
+            heard.states["text"] = transcript.state
+        heard.transcript = transcript
+        return heard
+
+    def fuse(self, heard: Heard, face: FaceSummary | None) -> Analysis:
+        """What was heard plus the utterance's faces, through the fusion model."""
+        inputs = replace(heard.inputs)
+        states = {**heard.states, "vision": ABSENT}
+        emotions = dict(heard.emotions)
         if face is not None:
             inputs.vision = face.tokens
             states["vision"] = PRESENT
             emotions["vision"] = face.emotion
+        latency = dict(heard.latency_ms)
         with _timed(latency, "fusion"):
             fused = self.fusion.predict(inputs)
         estimate, outputs = _estimate(fused, states, emotions)
-        return Analysis(estimate, transcript, latency, outputs)
+        return Analysis(estimate, heard.transcript, latency, outputs)
 
     def face_only(self, face: FaceSummary) -> Analysis:
         """A result from the face alone, for when nobody speaks."""

@@ -193,10 +193,27 @@ class Segmenter:
         utterance = self._close(end, closed_by)
         return [] if utterance is None else [utterance]
 
+    def draft(self) -> Utterance | None:
+        """The utterance the VAD will close if the pause under way lasts.
+
+        Same audio and times as that utterance, ready once its tail padding
+        has arrived: recognition can start during the hangover instead of
+        after it. None while speech goes on or before the padding is in.
+        """
+        start, end = self._start, self._quiet_from
+        if start is None or end is None or self._buffer.end < end + self.pad:
+            return None
+        return self._utterance(start, end, "silence")
+
     def _close(self, end: int, closed_by: str) -> Utterance | None:
         start = self._start
         self._start = self._quiet_from = None
-        if start is None or end - start < self.min_speech:
+        if start is None:
+            return None
+        return self._utterance(start, end, closed_by)
+
+    def _utterance(self, start: int, end: int, closed_by: str) -> Utterance | None:
+        if end - start < self.min_speech:
             return None
         return Utterance(
             audio=self._buffer.slice(start - self.pad, end + self.pad),

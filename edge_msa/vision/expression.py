@@ -37,7 +37,7 @@ import numpy as np
 
 from edge_msa.backends import Backend, create_session
 from edge_msa.types import FACE_EMOTIONS, FaceObservation, VideoFrame
-from edge_msa.vision.detector import DEFAULT_MODEL_DIR, FaceDetector, as_bgr
+from edge_msa.vision.detector import DEFAULT_MODEL_DIR, Detection, FaceDetector, as_bgr
 from edge_msa.vision.tracker import Box, PrimaryFaceTracker
 
 MODEL_FILE = "expression.int8.onnx"
@@ -146,17 +146,22 @@ class FaceStage:
         detector: FaceDetector | None = None,
         tracker: PrimaryFaceTracker | None = None,
         expression: ExpressionModel | None = None,
+        full_every: int = 5,
     ) -> None:
         self.detector = detector or FaceDetector()
         self.tracker = tracker or PrimaryFaceTracker()
         self.expression = expression or ExpressionModel()
+        # Search the whole frame this often (for a face that walks in); between
+        # those, only around the tracked face, at a fraction of the cost.
+        self.full_every = full_every
+        self._since_full = 0
 
     def process(self, frame: VideoFrame) -> FaceObservation | None:
         image = as_bgr(frame.image)
         if image is None:
             return None
         h, w = image.shape[:2]
-        primary = self.tracker.update(self.detector.detect(image), w, h)
+        primary = self.tracker.update(self._detect(image), w, h)
         if primary is None or min(primary.box[2:]) < 2:
             return None
         face = crop_face(image, primary.box, self.detector.crop_margin)
@@ -171,3 +176,13 @@ class FaceStage:
             valence=valence,
             valence_std=std,
         )
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        box = self.tracker.box
+        self._since_full += 1
+        if box is not None and self._since_full < self.full_every:
+            found = self.detector.detect_near(image, box)
+            if found:
+                return found
+        self._since_full = 0
+        return self.detector.detect(image)
