@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,11 @@ def _setup_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        # Until the runtime installs its own handlers (edge_msa.runtime.app.Shutdown),
+        # a stop request finds nothing to finish: leave cleanly, not with a traceback.
+        signal.signal(signal.SIGTERM, _stop_before_start)
+        signal.signal(signal.SIGINT, _stop_before_start)
     try:
         return _dispatch(args)
     except ConfigError as e:
@@ -259,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ EXIT_USAGE = 2  # bad config, a source that cannot open, an unusable state dir
 
 
 async def run(cfg: Config) -> int:
+    shutdown = Shutdown()
+    shutdown.install()
     try:
         sources = build_sources(cfg.source)
         for src in sources:
@@ -43,7 +45,7 @@ async def run(cfg: Config) -> int:
         )
         return EXIT_USAGE
     try:
-        return await _load_and_run(cfg, sources, outbox, metrics)
+        return await _load_and_run(cfg, sources, outbox, metrics, shutdown)
     finally:
         if metrics is not None:
             await metrics[0].stop()
@@ -52,7 +54,10 @@ async def run(cfg: Config) -> int:
             outbox.close()
 
 
-async def _load_and_run(cfg: Config, sources, outbox: Outbox | None, metrics) -> int:
+async def _load_and_run(
+    cfg: Config, sources, outbox: Outbox | None, metrics, shutdown: Shutdown
+) -> int:
+    log.info("loading models")
     t = time.perf_counter()
     try:
         segmenter, analyzer, face_stage, model_name = await asyncio.to_thread(
@@ -62,6 +67,9 @@ async def _load_and_run(cfg: Config, sources, outbox: Outbox | None, metrics) ->
         log.error("cannot load the models: %s", e)
         return EXIT_USAGE
     load_s = time.perf_counter() - t
+    if shutdown.requested:
+        log.info("stopped before the first frame was read")
+        return 0
     pipeline = Pipeline(
         cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage
     )
@@ -74,7 +82,7 @@ async def _load_and_run(cfg: Config, sources, outbox: Outbox | None, metrics) ->
         return EXIT_USAGE
     if preview is not None:
         pipeline.listeners.append(preview)
-    _install_signals(pipeline)
+    shutdown.attach(pipeline)
     try:
         return await pipeline.run()
     finally:
@@ -189,19 +197,43 @@ def load_face_stage(cfg: Config):
     )
 
 
-def _install_signals(pipeline: Pipeline) -> None:
-    loop = asyncio.get_running_loop()
-    seen = 0
+class Shutdown:
+    """SIGTERM and SIGINT, from the start of the run.
 
-    def on_signal(signum: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen > 1:
-            # The outbox is SQLite in WAL mode: leaving now cannot corrupt it.
-            log.warning("second signal: exiting now")
+    The first stops the sources: the utterance in flight and those queued are
+    still analysed and delivered, then the outbox is flushed for up to
+    ``runtime.flush_timeout_s``. Before the pipeline exists there is nothing to
+    finish: it stops once the step under way (opening, loading) is done. A
+    second signal exits at once with 128 + its number.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.pipeline: Pipeline | None = None
+        self._signals = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def attach(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        if self.requested:
+            pipeline.request_stop()
+
+    def _on_signal(self, signum: int) -> None:
+        # Runs on the event loop, between its callbacks: never inside an outbox
+        # write. Even so the outbox (SQLite, WAL, synchronous=FULL) survives any exit.
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1:
+            log.warning("second signal (%s): exiting now; undelivered results stay in the "
+                        "outbox for the next start", name)
             os._exit(128 + signum)
-        log.info("%s: finishing the utterance in flight and flushing", signal.Signals(signum).name)
-        pipeline.request_stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+        self.requested = True
+        if self.pipeline is None:
+            log.info("%s: stopping once the step under way is done (again: exit now)", name)
+            return
+        log.info("%s: finishing the utterance in flight and flushing (again: exit now)", name)
+        self.pipeline.request_stop()
