@@ -83,6 +83,7 @@ async def _load_and_run(
     if preview is not None:
         pipeline.listeners.append(preview)
     shutdown.attach(pipeline)
+    log.info("models loaded in %.1f s; running", load_s)
     try:
         return await pipeline.run()
     finally:
