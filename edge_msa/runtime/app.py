@@ -141,8 +141,12 @@ def local_sinks(cfg: Config) -> list[JsonlSink]:
     return sinks
 
 
-def load_models(cfg: Config, has_video: bool = True):
-    """Every model is loaded once, here, before the first frame is read."""
+def load_models(cfg: Config, has_video: bool = True, naive: bool = False):
+    """Every model is loaded once, here, before the first frame is read.
+
+    ``naive``: the baseline of `edge-msa bench --baseline`: FP32 speech and
+    expression models, and the whole frame searched for faces every time.
+    """
     from edge_msa.segmentation.segmenter import Segmenter
     from edge_msa.segmentation.vad import SileroVad
 
@@ -162,7 +166,7 @@ def load_models(cfg: Config, has_video: bool = True):
 
         a = cfg.asr
         asr = SpeechRecognizer(
-            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech, backend
+            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech, backend, naive
         )
     if cfg.asr.enabled:
         from edge_msa.encoders import text as text_mod
@@ -174,7 +178,7 @@ def load_models(cfg: Config, has_video: bool = True):
         from edge_msa.encoders import voice as voice_mod
 
         voice = voice_mod.VoiceEncoder(voice_mod.default_model_dir(), backend, cfg.voice.threads)
-    face = load_face_stage(cfg) if cfg.vision.enabled and has_video else None
+    face = load_face_stage(cfg, naive) if cfg.vision.enabled and has_video else None
     from edge_msa.fusion.model import FusionModel
 
     fusion = FusionModel(backend=backend, threads=1)
@@ -185,16 +189,17 @@ def load_models(cfg: Config, has_video: bool = True):
     return segmenter, Analyzer(fusion, asr, text, voice), face, model_name
 
 
-def load_face_stage(cfg: Config):
+def load_face_stage(cfg: Config, naive: bool = False):
     from edge_msa.vision.detector import FaceDetector
-    from edge_msa.vision.expression import ExpressionModel, FaceStage
+    from edge_msa.vision.expression import FP32_FILE, MODEL_FILE, ExpressionModel, FaceStage
     from edge_msa.vision.tracker import PrimaryFaceTracker
 
     backend, threads = cfg.runtime.backend, cfg.vision.threads
     return FaceStage(
         FaceDetector(backend=backend, threads=threads),
         PrimaryFaceTracker(),
-        ExpressionModel(backend=backend, threads=threads),
+        ExpressionModel(backend=backend, threads=threads, file=FP32_FILE if naive else MODEL_FILE),
+        full_every=1 if naive else 5,
     )
 
 

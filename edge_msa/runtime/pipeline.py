@@ -25,7 +25,7 @@ from typing import Protocol
 from edge_msa import __version__
 from edge_msa.config import Config
 from edge_msa.publishing.mqtt import MqttPublisher
-from edge_msa.publishing.outbox import Outbox, OutboxError
+from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.result import build_result
 from edge_msa.publishing.sinks import JsonlSink
 from edge_msa.runtime.analyzer import Analysis, Analyzer, Heard
@@ -40,6 +40,8 @@ STAGE_MS_KEEP = 10_000
 
 
 class FaceStage(Protocol):
+    timings: dict[str, float]  # the last frame's milliseconds per step
+
     def process(self, frame: VideoFrame) -> FaceObservation | None: ...
 
 
@@ -80,6 +82,7 @@ class Pipeline:
         sinks: list[JsonlSink],
         model_name: str,
         face_stage: FaceStage | None = None,
+        sequential: bool = False,
     ) -> None:
         self.cfg = cfg
         self.sources = sources
@@ -118,8 +121,11 @@ class Pipeline:
         self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
         self.drafts = {"started": 0, "used": 0}  # for `edge-msa bench`: work done in vain
         self._stop = threading.Event()
+        # One thread per stage; ``sequential`` (the bench's naive baseline) runs
+        # every stage on one thread, one after the other.
+        one = ThreadPoolExecutor(1, thread_name_prefix="stages") if sequential else None
         self._pools = {
-            name: ThreadPoolExecutor(1, thread_name_prefix=name)
+            name: one or ThreadPoolExecutor(1, thread_name_prefix=name)
             for name in ("vad", "face", "models")
         }
 
@@ -247,6 +253,8 @@ class Pipeline:
             t = time.perf_counter()
             obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
             self._record("face", (time.perf_counter() - t) * 1000.0)
+            for step, ms in self.face_stage.timings.items():
+                self._record(step, ms)
             self.frames_analysed += 1
             for listener in self.listeners:
                 listener.frame(frame, obs)
@@ -355,13 +363,8 @@ class Pipeline:
     def _store(self, id: str, payload: dict[str, object]) -> None:
         if self.outbox is None:
             return
-        try:
-            self.outbox.add(id, json.dumps(payload))
-        except OutboxError as e:
-            # Not stored, so it cannot wait for the broker: it still reaches the
-            # local sinks, and the log says which result the broker will miss.
-            log.error("%s; result %s goes to local sinks only", e, id)
-            return
+        # Never fails: an unwritable outbox keeps the result in memory (and says so).
+        self.outbox.add(id, json.dumps(payload))
         self.publisher.notify()
 
     async def _finish(self) -> None:
@@ -372,11 +375,20 @@ class Pipeline:
         if self.publisher is None:
             return
         left = await self.publisher.stop(self.cfg.runtime.flush_timeout_s)
-        if left:
+        self.outbox.persist()  # a last try for results held in memory
+        lost = self.outbox.memory_ids()
+        if left > len(lost):
             log.warning(
                 "%d result(s) not yet delivered stay in the outbox %s; they go out first at "
                 "the next start, or with `edge-msa outbox flush`",
-                left, self.outbox.path,
+                left - len(lost), self.outbox.path,
+            )
+        if lost:
+            log.error(
+                "%d result(s) were neither delivered nor stored (outbox %s) and end with this "
+                "process%s: %s",
+                len(lost), self.outbox.problem,
+                " (the local sinks have them)" if self.sinks else "", " ".join(lost),
             )
 
     def status(self) -> dict[str, object]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,7 @@ from edge_msa.vision.detector import DEFAULT_MODEL_DIR, Detection, FaceDetector,
 from edge_msa.vision.tracker import Box, PrimaryFaceTracker
 
 MODEL_FILE = "expression.int8.onnx"
+FP32_FILE = "expression.fp32.onnx"  # before quantisation: accuracy reference and bench baseline
 FACE_SIZE = 48
 # Default widening of the detector box (a fraction of its longer side); the
 # detector says what suits its boxes (FaceDetector.crop_margin).
@@ -155,17 +157,23 @@ class FaceStage:
         # those, only around the tracked face, at a fraction of the cost.
         self.full_every = full_every
         self._since_full = 0
+        self.timings: dict[str, float] = {}  # the last frame's ms per step, for the bench
 
     def process(self, frame: VideoFrame) -> FaceObservation | None:
+        self.timings = {}
         image = as_bgr(frame.image)
         if image is None:
             return None
         h, w = image.shape[:2]
+        t = time.perf_counter()
         primary = self.tracker.update(self._detect(image), w, h)
+        self.timings["face_detect"] = (time.perf_counter() - t) * 1000.0
         if primary is None or min(primary.box[2:]) < 2:
             return None
+        t = time.perf_counter()
         face = crop_face(image, primary.box, self.detector.crop_margin)
         probs, embedding = self.expression.predict_faces(face[None])
+        self.timings["face_expression"] = (time.perf_counter() - t) * 1000.0
         valence, std = valence_from_probs(probs[0])
         return FaceObservation(
             t=frame.t,
