@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_msa.config import Config
@@ -435,3 +437,144 @@ def test_live_stream_outage_in_the_pipeline(stream_server, models, broker, subsc
 
 def _wall(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# -- a real microphone: PortAudio over ALSA, fed through a FIFO --------------
+
+
+class FifoMicrophone:
+    """A capture device PortAudio really opens: ALSA's ``file`` plugin reads its
+    samples from a FIFO that this class writes at real-time pace (silence when
+    nothing is said). ALSA finds it in ``$HOME/.asoundrc``, so the process under
+    test runs with ``HOME=self.home``.
+
+    ``stall`` stops the writing with the FIFO still open: the device is there and
+    gives nothing, as a microphone whose USB link died. ``unplug`` closes it too.
+    """
+
+    RATE = 16000
+    BLOCK = 800
+
+    def __init__(self, home: Path) -> None:
+        import os
+
+        self.home = home
+        self.fifo = home / "mic.fifo"
+        os.mkfifo(self.fifo)
+        (home / ".asoundrc").write_text(
+            "pcm.fifomic {\n type file\n slave.pcm \"null\"\n file \"/dev/null\"\n"
+            f" infile \"{self.fifo}\"\n format \"raw\"\n}}\n"
+        )
+        self._queue: list[np.ndarray] = []
+        self._writing = threading.Event()
+        self._closed = threading.Event()
+        self._fd: int | None = None
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self.plug()
+        self._thread.start()
+
+    def say(self, samples: np.ndarray) -> None:
+        self._queue.append(samples.astype(np.float32))
+
+    @property
+    def quiet(self) -> bool:
+        return not self._queue
+
+    def stall(self) -> None:
+        self._writing.clear()
+
+    def unplug(self) -> None:
+        self._writing.clear()
+        self._closed.set()
+
+    def plug(self) -> None:
+        import os
+
+        # Read and write: opening never blocks, and a reader that goes away does
+        # not kill the writer (no SIGPIPE).
+        self._fd = os.open(self.fifo, os.O_RDWR)
+        self._closed.clear()
+        self._writing.set()
+
+    def _write(self) -> None:
+        import os
+
+        t0, sent = time.monotonic(), 0
+        while True:
+            if self._closed.is_set() and self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if not self._writing.wait(0.05):
+                t0, sent = time.monotonic(), 0
+                continue
+            block = self._queue[0][: self.BLOCK] if self._queue else np.zeros(self.BLOCK)
+            if self._queue:
+                self._queue[0] = self._queue[0][self.BLOCK :]
+                if not len(self._queue[0]):
+                    self._queue.pop(0)
+            os.write(self._fd, block.astype(np.float32).tobytes())
+            sent += len(block)
+            time.sleep(max(t0 + sent / self.RATE - time.monotonic(), 0))
+
+    def close(self) -> None:
+        self.unplug()
+
+
+@pytest.mark.slow
+def test_real_microphone_that_stops_is_reopened(tmp_path):
+    from tests.conftest import cli_popen
+    from tests.media_util import espeak
+
+    home = tmp_path / "home"
+    home.mkdir()
+    mic = FifoMicrophone(home)
+    port = free_port()
+    proc = cli_popen(
+        "run", "--microphone", "fifomic", "--output", "jsonl", "--no-transcribe",
+        "--metrics-port", str(port), "--state-dir", str(tmp_path),
+        env={"HOME": str(home), "EDGE_MSA_SOURCE__RECONNECT_MAX_S": "1"},
+    )
+    lines: list[str] = []
+    log: list[str] = []
+    readers = [threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True),
+               threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)]
+    for reader in readers:
+        reader.start()
+    healthz = f"http://127.0.0.1:{port}/healthz"
+
+    def mic_state() -> str | None:
+        try:
+            return http_get(healthz)[1].get("sources", {}).get("microphone fifomic")
+        except (OSError, ValueError):
+            return None
+
+    try:
+        speech = espeak("I absolutely love this place, the people here are wonderful.", tmp_path)
+        assert wait_for(lambda: mic_state() == "up", 90), "the microphone did not come up"
+        mic.say(speech)
+        assert wait_for(lambda: len(lines) >= 1, 60), "nothing heard from the microphone"
+        mic.stall()
+        assert wait_for(lambda: mic_state() == "reconnecting", 15)
+        time.sleep(1.0)
+        mic.unplug()
+        time.sleep(2.0)
+        mic.plug()
+        assert wait_for(lambda: mic_state() == "up", 30), "the microphone did not come back"
+        mic.say(speech)
+        assert wait_for(lambda: len(lines) >= 2, 60), "nothing heard after it came back"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        for reader in readers:
+            reader.join(5)
+    finally:
+        proc.kill()
+        mic.close()
+    stderr = "".join(log)
+    assert proc.returncode == 0, stderr
+    results = [json.loads(line) for line in lines]
+    assert len(results) == 2, stderr
+    for r in results:
+        assert r["modalities"]["audio"] == "present" and r["modalities"]["vision"] == "absent"
+    # The same words before and after: the same audio came through.
+    assert abs(results[0]["score"] - results[1]["score"]) < 0.15, results
+    assert "microphone fifomic lost (no audio for 2 s)" in stderr

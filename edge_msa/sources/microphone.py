@@ -81,26 +81,29 @@ class MicrophoneSource:
         """Capture until ``stop``; a device that fails, vanishes or goes quiet
         is closed and reopened with backoff while the other sources go on."""
         backoff = Backoff(self.reconnect_max_s)
-        while not stop.is_set():
-            try:
-                if self._stream is None:
-                    if backoff.failures:
-                        _rescan_devices()
-                    self.open()
-                why = self._capture(emit, stop, backoff, state)
-            except SourceError as e:
-                why = str(e)
-            finally:
+        try:
+            while not stop.is_set():
+                try:
+                    if self._stream is None:
+                        if backoff.failures:
+                            _rescan_devices()
+                        self.open()
+                    why = self._capture(emit, stop, backoff, state)
+                except SourceError as e:
+                    why = str(e)
+                if stop.is_set():
+                    return
+                delay = backoff.fail()
+                if backoff.failures == 1:
+                    # Said before closing: closing a device that hangs can take a while.
+                    state(RECONNECTING)
+                    log.warning("%s lost (%s); reopening in %.1f s", self.name, why, delay)
+                else:
+                    log.warning("%s; retrying in %.1f s", why, delay)
                 self._close()
-            if stop.is_set():
-                return
-            delay = backoff.fail()
-            if backoff.failures == 1:
-                state(RECONNECTING)
-                log.warning("%s lost (%s); reopening in %.1f s", self.name, why, delay)
-            else:
-                log.warning("%s; retrying in %.1f s", why, delay)
-            stop.wait(delay)
+                stop.wait(delay)
+        finally:
+            self._close()
 
     def _capture(
         self, emit: Emit, stop: threading.Event, backoff: Backoff, state: StateFn
