@@ -31,7 +31,8 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan: a rate or length of inf passes gt=0 and breaks the runtime later.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SourceConfig(_Model):
@@ -200,7 +201,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if not key.startswith(ENV_PREFIX) or key in NOT_CONFIG_ENV:
             continue
         path = key[len(ENV_PREFIX) :].lower().split("__")
-        _set_path(out, path, _parse_env_value(value))
+        _set_path(out, path, _parse_env_value(value), key)
     return out
 
 
@@ -209,10 +210,25 @@ def _parse_env_value(value: str) -> Any:
     return value.split(",") if "," in value else value
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
+def _set_path(tree: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+    # EDGE_MSA_MQTT=x with EDGE_MSA_MQTT__PORT=1884 asks for mqtt to be both a
+    # value and a table: say so rather than let one silently win.
+    for depth, part in enumerate(path[:-1], 1):
         tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(_env_clash(key, path[:depth]))
+    if isinstance(tree.get(path[-1]), dict):
+        raise ConfigError(_env_clash(key, path))
     tree[path[-1]] = value
+
+
+def _env_clash(key: str, path: list[str]) -> str:
+    where = ".".join(_printable(p) for p in path)
+    return (
+        f"config error: environment variable {_printable(key)} clashes with another "
+        f"EDGE_MSA_ variable: one sets {where} to a value, the other sets fields inside it; "
+        "unset one of them"
+    )
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -111,8 +111,13 @@ def _scalars() -> st.SearchStrategy:
     )
 
 
+# Edge values a field is most likely to mishandle.
+SPECIALS = st.sampled_from([float("inf"), float("-inf"), float("nan"), 0, -1, 1e308, 2**64])
+
+
 def _values() -> st.SearchStrategy:
     return st.one_of(
+        SPECIALS,
         _scalars(),
         st.lists(_scalars(), max_size=4),
         st.dictionaries(st.text(max_size=8), _scalars(), max_size=3),
@@ -147,6 +152,20 @@ def config_trees(draw) -> dict:
         tree[section] = {name: draw(_values()) for name in names}
     for name in draw(st.lists(keys, max_size=2, unique=True)):
         tree.setdefault(name, draw(_values()))
+    return tree
+
+
+@st.composite
+def tweaks(draw) -> dict:
+    """A valid config but for one or two real fields: where a bad value could slip through."""
+    fields = [(s, f) for s, fs in SECTIONS.items() for f in fs] + [(s, None) for s in SECTIONS]
+    tree: dict = {}
+    for section, name in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=2)):
+        value = draw(st.one_of(SPECIALS, _scalars()))
+        if name is None:
+            tree[section] = value
+        elif isinstance(tree.setdefault(section, {}), dict):
+            tree[section][name] = value
     return tree
 
 
@@ -227,7 +246,7 @@ def test_toml_configs_load_or_fail_in_one_line(examples, tmp_path):
         path.write_text(toml_text(tree), encoding="utf-8")
         load_or_error(path)
 
-    fuzz(examples, config_trees(), check)
+    fuzz(examples, st.one_of(config_trees(), tweaks()), check)
 
 
 @budget("toml_bytes")
@@ -252,7 +271,9 @@ def _env_names() -> st.SearchStrategy:
 @budget("env")
 def test_env_overrides_load_or_fail_in_one_line(examples, tmp_path):
     path = tmp_path / "edge-msa.toml"
-    value = st.one_of(st.text(max_size=20), _scalars().map(str), st.just("mqtt,jsonl"))
+    value = st.one_of(
+        st.text(max_size=20), _scalars().map(str), SPECIALS.map(str), st.just("mqtt,jsonl")
+    )
     environ = st.dictionaries(_env_names(), value, max_size=5)
 
     def check(case) -> None:
@@ -263,7 +284,7 @@ def test_env_overrides_load_or_fail_in_one_line(examples, tmp_path):
             path.write_text(toml_text(tree), encoding="utf-8")
             load_or_error(path, env)
 
-    fuzz(examples, st.tuples(environ, st.none() | config_trees()), check)
+    fuzz(examples, st.tuples(environ, st.none() | config_trees() | tweaks()), check)
 
 
 # ---------------------------------------------------------------- models and media
