@@ -268,7 +268,6 @@ def http_get(url: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-@pytest.mark.slow
 def test_microphone_lost_leaves_a_video_only_pipeline_running(models, tmp_path):
     video = MediaSource(str(video_stream_only(tmp_path / "faces.mp4")))
     video.open()
