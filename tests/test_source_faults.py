@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -33,7 +34,7 @@ from edge_msa.publishing.outbox import Outbox
 from edge_msa.runtime.app import load_models
 from edge_msa.runtime.metrics import Metrics, MetricsServer
 from edge_msa.runtime.pipeline import Pipeline, PipelineListener
-from edge_msa.sources import DEMO_CLIP
+from edge_msa.sources import DEMO_CLIP, SourceError
 from edge_msa.sources.camera import CameraSource
 from edge_msa.sources.media import MediaSource
 from edge_msa.sources.microphone import MicrophoneSource
@@ -208,6 +209,23 @@ def test_camera_that_opens_but_never_reads_backs_off(tmp_path, caplog):
     assert rec.items == [] and [s for _, s in rec.states][:1] == ["reconnecting"]
     delays = backoff_delays(caplog)
     assert 3 <= len(delays) <= 8 and delays[-1] == 1.0, delays
+
+
+def test_camera_stream_that_never_answers_times_out(monkeypatch):
+    # A server that accepts the connection and sends nothing (a camera that
+    # hangs): opening gives up after the stream timeout, so neither a reconnect
+    # loop nor a stop request waits on it for long.
+    from edge_msa.sources import camera as camera_mod
+
+    monkeypatch.setattr(camera_mod, "STREAM_TIMEOUT_S", 1.0)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)  # the kernel accepts; nobody ever writes
+        cam = CameraSource(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+        t = time.monotonic()
+        with pytest.raises(SourceError, match="camera stream .* could not be opened"):
+            cam.open()
+    assert time.monotonic() - t < 15  # OpenCV's own default is 30 s
 
 
 # -- the whole pipeline ---------------------------------------------------

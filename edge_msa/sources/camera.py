@@ -21,6 +21,8 @@ from edge_msa.types import VideoFrame
 
 log = logging.getLogger(__name__)
 
+STREAM_TIMEOUT_S = 10.0  # for camera URLs: open and read, as for --media streams
+
 
 class CameraSource:
     has_audio = False
@@ -50,10 +52,17 @@ class CameraSource:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
-        cap = cv2.VideoCapture(self.device)
+        if _is_url(self.device):
+            # OpenCV waits 30 s by default on a stream that accepts and says nothing;
+            # a stop request would wait as long.
+            ms = int(STREAM_TIMEOUT_S * 1000)
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(self.device, cv2.CAP_FFMPEG, timeouts)
+        else:
+            cap = cv2.VideoCapture(self.device)
         if not cap.isOpened():
             cap.release()
-            if isinstance(self.device, str) and "://" in self.device:
+            if _is_url(self.device):
                 raise SourceError(
                     f"camera stream {self.device} could not be opened; check the URL and "
                     "that the camera is reachable"
@@ -110,6 +119,10 @@ class CameraSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def _is_url(device: int | str) -> bool:
+    return isinstance(device, str) and "://" in device
 
 
 def _parse_device(device: int | str) -> int | str:
