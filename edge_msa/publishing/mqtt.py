@@ -110,8 +110,13 @@ class MqttPublisher:
         if self._closing:
             await asyncio.sleep(wait)
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._retry_now.wait(), wait)
+        # asyncio.wait, not wait_for: on Python < 3.12 wait_for swallows a cancel
+        # that arrives as the event is set, which is what stop() does.
+        waiter = asyncio.ensure_future(self._retry_now.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=wait)
+        finally:
+            waiter.cancel()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="mqtt")
@@ -196,7 +201,11 @@ class MqttPublisher:
         return sent
 
     async def _publish_status(self, client: aiomqtt.Client, state: str = "running") -> None:
-        body = {"state": state, "outbox_pending": self.outbox.count(), **self.status()}
+        body: dict[str, object] = {"state": state, "outbox_pending": self.outbox.count()}
+        if self.outbox.problem is not None:
+            body["outbox_problem"] = self.outbox.problem
+            body["outbox_memory"] = self.outbox.in_memory
+        body.update(self.status())
         await until_lost(
             client,
             client.publish(
@@ -248,8 +257,9 @@ async def until_lost(client: aiomqtt.Client, aw: Awaitable[T]) -> T:
     if task in done:
         return task.result()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-        await task
+    await asyncio.wait({task})  # not `await task`: that could swallow our own cancel
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not warn about it
     cause = lost.exception()  # also marks it retrieved
     raise LinkLost(f"connection lost ({cause or 'closed by the broker'})")
 

@@ -36,6 +36,17 @@ STATUS_SCHEMA: dict[str, object] = {
             "minimum": 0,
             "description": "results waiting for the broker",
         },
+        "outbox_problem": {
+            "type": "string",
+            "description": "only while the outbox file cannot be used: why (read-only, full); "
+            "results then wait in memory",
+        },
+        "outbox_memory": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "only with outbox_problem: results held in memory, lost if the "
+            "process stops before the broker takes them",
+        },
         "version": {"type": "string"},
         "device_id": {"type": "string"},
         "started": {"type": "number", "description": "start time, seconds since the epoch"},

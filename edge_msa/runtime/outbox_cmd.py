@@ -24,6 +24,7 @@ async def outbox_command(cfg: Config, action: str, timeout: float) -> int:
                 "path": str(outbox.path),
                 "pending": outbox.count(),
                 "oldest_age_s": None if oldest is None else round(time.time() - oldest, 1),
+                "problem": outbox.problem,
             }))
             return 0
         publisher = MqttPublisher(cfg.mqtt, cfg.device_id, outbox)
