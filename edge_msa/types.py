@@ -49,7 +49,7 @@ class Utterance:
     audio: np.ndarray
     t0: float
     t1: float
-    closed_by: str = "silence"  # "silence", "max_length" or "end_of_stream"
+    closed_by: str = "silence"  # "silence", "max_length", "gap" or "end_of_stream"
     closed_at: float = 0.0  # time.monotonic() when the VAD closed it
 
 

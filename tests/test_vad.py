@@ -231,3 +231,20 @@ def test_draft_is_the_utterance_before_the_hangover_ends(
         assert (closed_offset - draft_offset) / SAMPLE_RATE >= 0.3
     # Pauses inside a sentence may give drafts that speech outdates; never one after the close.
     assert segmenter.draft() is None
+
+
+def test_a_break_in_the_stream_closes_the_utterance(
+    vad: SileroVad, spoken: list[np.ndarray]
+) -> None:
+    """A source that reconnects mid-sentence: the speech before the break is one
+    utterance and the speech after it another, not one joined across the gap."""
+    audio, (truth,) = place(spoken[:1], gap_s=0.0)
+    cut = int((truth[0] + truth[1]) / 2 * SAMPLE_RATE)
+    segmenter = Segmenter(vad)
+    before = push_all(segmenter, audio[:cut], 1600)
+    after = segment(segmenter, audio[cut:], 1600, t0=cut / SAMPLE_RATE + 5.0)
+    assert before == []
+    first, *rest = after
+    assert first.closed_by == "gap"
+    assert abs(first.t0 - truth[0]) < TOLERANCE_S and first.t1 <= cut / SAMPLE_RATE + 0.01
+    assert rest and all(u.t0 >= cut / SAMPLE_RATE + 5.0 for u in rest)

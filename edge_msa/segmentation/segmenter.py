@@ -33,6 +33,8 @@ import numpy as np
 from edge_msa.segmentation.vad import WINDOW, SpeechProbabilities
 from edge_msa.types import SAMPLE_RATE, AudioChunk, Utterance
 
+# A jump in chunk times longer than this is a break in the stream, not a pause.
+MAX_GAP_S = 1.0
 # How far the end-of-speech threshold sits below the start threshold.
 _HYSTERESIS = 0.15
 
@@ -136,16 +138,20 @@ class Segmenter:
         samples = np.asarray(chunk.samples, np.float32).ravel()
         if len(samples) == 0:
             return []
+        closed: list[Utterance] = []
+        if self._buffer.end and chunk.t - self._timeline.end_time(self._buffer.end) > MAX_GAP_S:
+            # The source was away (a reconnection): what was said before the gap
+            # is one utterance, whatever is said after it another.
+            closed += self.flush(closed_by="gap")
         self._timeline.add(self._buffer.end, chunk.t)
         self._buffer.append(samples)
-        closed: list[Utterance] = []
         for prob in self.vad.probs(samples):
             closed += self._step(float(prob), self._next_window)
             self._next_window += WINDOW
         self._forget_old()
         return closed
 
-    def flush(self, t: float | None = None) -> list[Utterance]:
+    def flush(self, t: float | None = None, closed_by: str = "end_of_stream") -> list[Utterance]:
         """End of stream: close the utterance in flight, then forget the stream.
 
         ``t`` is the stream time at which the source ended; when given, it is
@@ -155,7 +161,7 @@ class Segmenter:
         if self._start is not None:
             end = self._quiet_from if self._quiet_from is not None else self._buffer.end
             speaking = self._quiet_from is None
-            utterance = self._close(end, "end_of_stream")
+            utterance = self._close(end, closed_by)
             if utterance is not None:
                 if speaking and t is not None:
                     utterance = replace(utterance, t1=max(t, utterance.t0))
