@@ -14,7 +14,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 try:
     import tomllib
@@ -97,15 +105,40 @@ class MqttConfig(_Model):
     port: int = Field(1883, ge=1, le=65535)
     prefix: str = "edge-msa"
     tls: bool = False
-    ca_file: Path | None = None
+    ca_file: Path | None = Field(None, description="CA certificate(s) (PEM) for TLS")
     username: str | None = None
-    password: str | None = None
+    # Never logged or printed (SecretStr): give it as EDGE_MSA_MQTT__PASSWORD or
+    # in password_file (e.g. a systemd credential), not in a shared TOML file.
+    password: SecretStr | None = None
+    password_file: Path | None = Field(
+        None, description="a file whose first line is the password"
+    )
     keepalive: int = Field(30, ge=5)
     backoff_max_s: float = Field(30.0, gt=0)
     ha_discovery: bool = Field(
         False, description="publish Home Assistant MQTT discovery configs (retained)"
     )
     ha_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+
+    @field_validator("ca_file", "password_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not os.access(value.expanduser(), os.R_OK):
+            raise ValueError(f"{value} does not exist or cannot be read")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set mqtt.password or mqtt.password_file, not both")
+        return self
+
+    def secret(self) -> str | None:
+        """The password, read from password_file at each connect (it may be rotated)."""
+        if self.password_file is not None:
+            text = self.password_file.expanduser().read_text(encoding="utf-8")
+            return text.splitlines()[0] if text else ""
+        return self.password.get_secret_value() if self.password is not None else None
 
     @field_validator("prefix", "ha_prefix")
     @classmethod
@@ -170,8 +203,10 @@ def describe_error(err: ValidationError, model: type[BaseModel] = Config) -> str
         if e["type"] == "extra_forbidden":
             allowed = ", ".join(_fields_at(model, e["loc"][:-1]))
             lines.append(f"{path}: unknown field; allowed here: {allowed}")
+        elif "password" in path:  # say what is wrong, never the secret
+            lines.append(f"{path}: {e['msg']}")
         else:
-            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"{path}: {e['msg']} (got {_redacted(e.get('input'))!r})")
     return "; ".join(lines)
 
 
@@ -180,6 +215,12 @@ def _printable(part: object) -> str:
     another control character (the message must stay one line)."""
     text = str(part)
     return text if text.isprintable() else repr(text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if k == "password" else _redacted(v) for k, v in value.items()}
+    return value
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

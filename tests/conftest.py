@@ -67,6 +67,15 @@ class Broker:
             self.proc.wait(10)
             self.proc = None
 
+    def configure(self, *lines: str) -> None:
+        """The listener on the same port with these extra lines (TLS, auth, persistence)."""
+        # As root, mosquitto drops to user mosquitto, which cannot read pytest's 0700 tmp dir.
+        user = ["user root"] if os.geteuid() == 0 else []
+        conf = [f"listener {self.port} 127.0.0.1", *lines, *user]
+        if not any(x.startswith("allow_anonymous") for x in lines):
+            conf.append("allow_anonymous true")
+        self.conf.write_text("\n".join(conf) + "\n")
+
     def kill(self) -> None:
         """SIGKILL, like a crash or a power cut: no goodbye, no final save."""
         if self.proc is not None:

@@ -90,7 +90,7 @@ class MqttPublisher:
                     delay = BACKOFF_MIN_S
                     await self._serve(client)
                     return
-            except aiomqtt.MqttError as e:
+            except (aiomqtt.MqttError, OSError) as e:  # OSError: password_file gone
                 was_connected, self.connected = self.connected, False
                 if self._closing and self.outbox.count() == 0:
                     return
@@ -222,6 +222,19 @@ class MqttPublisher:
         )
 
 
+class _PahoToDebug(logging.Filter):
+    """paho logs a dropped connection at ERROR ("failed to receive on socket"), a
+    second line beside our own warning: its lines are kept for DEBUG only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_paho_log = logging.getLogger("edge_msa.publishing.paho")
+_paho_log.addFilter(_PahoToDebug())
+
+
 def make_client(
     cfg: MqttConfig, identifier: str, will: aiomqtt.Will | None = None
 ) -> aiomqtt.Client:
@@ -234,11 +247,12 @@ def make_client(
         cfg.port,
         identifier=identifier,
         username=cfg.username,
-        password=cfg.password,
+        password=cfg.secret(),
         keepalive=cfg.keepalive,
         timeout=PUBLISH_TIMEOUT_S,
         tls_context=tls,
         will=will,
+        logger=_paho_log,
     )
 
 
@@ -264,9 +278,12 @@ async def until_lost(client: aiomqtt.Client, aw: Awaitable[T]) -> T:
     raise LinkLost(f"connection lost ({cause or 'closed by the broker'})")
 
 
-def describe_failure(cfg: MqttConfig, e: aiomqtt.MqttError, was_connected: bool) -> str:
+def describe_failure(cfg: MqttConfig, e: Exception, was_connected: bool) -> str:
     """One line: what went wrong with the broker, and what to check."""
     where = f"MQTT broker {cfg.host}:{cfg.port}"
+    if isinstance(e, OSError) and not isinstance(e, aiomqtt.MqttError):
+        what = "mqtt.password_file cannot be read" if cfg.password_file else "error"
+        return f"{where}: {what} ({e.strerror or e})"
     text = str(e)
     low = text.lower()
     if isinstance(e, MqttConnectError) or "not author" in low or "bad user" in low:
