@@ -21,9 +21,12 @@ prints how many ran). Hangs are caught by pytest-timeout.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import threading
+import wave
+from collections import Counter
 from pathlib import Path
 
 import av
@@ -80,14 +83,37 @@ def budget(name: str):
     )
 
 
+# Cases run and how they ended, printed at the end of the module.
+OUTCOMES: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outcome_report(request):
+    yield
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None or not OUTCOMES:
+        return
+    cases = sum(n for k, n in OUTCOMES.items() if k.endswith(": case"))
+    lines = [f"  {k}: {n}" for k, n in sorted(OUTCOMES.items())]
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\ntest_fuzz: {cases} cases\n" + "\n".join(lines))
+
+
 def fuzz(examples: int, strategy: st.SearchStrategy, check) -> None:
     """Run ``check`` on ``examples`` values drawn from ``strategy``."""
+    name = inspect.stack()[1].function.removeprefix("test_")
+
+    def counted(value) -> None:
+        OUTCOMES[f"{name}: case"] += 1
+        check(value)
+
     run = settings(
         max_examples=examples,
         deadline=None,  # first calls warm up the models; hangs are pytest-timeout's job
         database=None,  # nothing written into the working tree
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )(given(strategy)(check))
+    )(given(strategy)(counted))
     run()
 
 
@@ -234,8 +260,10 @@ def load_or_error(path: Path | None = None, environ: dict[str, str] | None = Non
         cfg = load_config(path, environ=environ or {})
     except ConfigError as e:
         one_line(str(e))
+        OUTCOMES["config: ConfigError"] += 1
         return
     check_config(cfg)
+    OUTCOMES["config: Config"] += 1
 
 
 @budget("toml")
@@ -304,20 +332,26 @@ def speech(tmp_path_factory) -> np.ndarray:
 def write_audio(path: Path, samples: np.ndarray, rate: int, codec: str) -> Path:
     """(n, channels) float32 samples in -1..1 (or beyond) as a real audio file."""
     layout = {1: "mono", 2: "stereo"}[samples.shape[1]]
+    if not len(samples) and codec == "pcm_s16le":  # a header and no samples at all
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(samples.shape[1])
+            w.setsampwidth(2)
+            w.setframerate(rate)
+        return path
     fmt = {"pcm_s16le": "s16", "pcm_f32le": "flt", "flac": "s16", "aac": "fltp", "libopus": "flt"}
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         stream.format = fmt[codec]
         data = samples.T if fmt[codec].endswith("p") else samples.reshape(1, -1)
         if fmt[codec] == "s16":
-            data = (np.clip(data, -1, 1) * 32767).astype(np.int16)
+            data = (np.nan_to_num(np.clip(data, -1, 1)) * 32767).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(data, dtype=np.float32 if fmt[codec] != "s16" else np.int16),
             format=fmt[codec],
             layout=layout,
         )
         frame.sample_rate = rate
-        for packet in stream.encode(frame):
+        for packet in stream.encode(frame) if len(samples) else []:  # none: an empty file
             out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
@@ -393,9 +427,11 @@ def decode(path: Path) -> tuple[list[AudioChunk], list[VideoFrame], SourceError 
     except SourceError as e:
         one_line(str(e))
         assert str(path) in str(e), "the error should name the file"
+        OUTCOMES[f"media: SourceError ({'some' if audio or video else 'no'} output first)"] += 1
         return audio, video, e
     finally:
         src.close()
+    OUTCOMES["media: decoded to the end"] += 1
     return audio, video, None
 
 
@@ -415,10 +451,12 @@ def segment(models, chunks: list[AudioChunk]) -> list[Utterance]:
     for u in utterances:
         assert u.audio.dtype == np.float32 and len(u.audio) > 0
         assert u.t0 <= u.t1 and math.isfinite(u.t0) and math.isfinite(u.t1)
+    OUTCOMES["segmenter: utterances"] += len(utterances)
     return utterances
 
 
 def check_observation(obs: FaceObservation | None, image: np.ndarray) -> None:
+    OUTCOMES[f"face stage: {'no face' if obs is None else 'a face'}"] += 1
     if obs is None:
         return
     h, w = image.shape[:2]
@@ -492,6 +530,7 @@ def test_audio_arrays_resample_and_segment(examples, models, speech):
 
     def check(case) -> None:
         rate, samples, chunk = case
+        chunk = max(chunk, len(samples) // 200)  # at most ~200 pieces: seconds, not minutes
         resampler, out, t = ToMono16k(), [], 0.0
         for i in range(0, len(samples), chunk):
             part = resampler.array(samples[i : i + chunk], rate)
@@ -524,13 +563,15 @@ def test_audio_files_through_the_audio_models(examples, tmp_path, models, speech
 
     def check(case) -> None:
         rate, codec, samples = case
-        if codec == "flac" or codec == "aac":
-            samples = np.nan_to_num(samples)  # integer and lossy codecs cannot carry NaN
         suffix = {"pcm_s16le": ".wav", "pcm_f32le": ".wav", "flac": ".flac", "aac": ".m4a"}
         try:
             path = write_audio(tmp_path / f"a{suffix[codec]}", samples, rate, codec)
         except (av.FFmpegError, ValueError):
-            return  # the encoder refused this input (e.g. no samples): nothing to decode
+            OUTCOMES["audio file: the encoder refused the samples"] += 1
+            return
+        if not path.exists():  # PyAV writes no file when no packet came out
+            OUTCOMES["audio file: no samples, no file"] += 1
+            return
         audio, video, error = decode(path)
         assert error is None, f"a whole {codec} file failed: {error}"
         check_decoded(audio, video)
@@ -546,6 +587,7 @@ def test_audio_files_through_the_audio_models(examples, tmp_path, models, speech
             result = build_result(est, "fuzz", 0.0, 1.0, analysis.latency_ms, name,
                                   analysis.outputs, None)
             json.dumps(result.to_payload(), allow_nan=False)  # consumers get valid JSON
+            OUTCOMES["analyser: results"] += 1
 
     fuzz(examples, cases(), check)
 
