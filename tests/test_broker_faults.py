@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import threading
 import time
@@ -35,15 +34,14 @@ def durable_broker(tmp_path: Path) -> Broker:
     b = Broker(tmp_path)
     store = tmp_path / "mosquitto-store"
     store.mkdir()
-    # As root, mosquitto drops to user mosquitto, which cannot write pytest's 0700 tmp dir.
-    user = "user root\n" if os.geteuid() == 0 else ""
-    b.conf.write_text(
-        f"listener {b.port} 127.0.0.1\nallow_anonymous true\n"
-        f"persistence true\npersistence_location {store}/\n"
+    b.configure(
+        "persistence true",
+        f"persistence_location {store}/",
         # Save after every change (a subscription, a queued message), so a
         # SIGKILL loses at most what was in flight at that instant.
-        "autosave_on_changes true\nautosave_interval 1\n"
-        "max_queued_messages 0\n" + user
+        "autosave_on_changes true",
+        "autosave_interval 1",
+        "max_queued_messages 0",
     )
     return b
 

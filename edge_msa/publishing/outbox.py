@@ -116,7 +116,10 @@ class Outbox:
         """The broker acknowledged it."""
         with self._lock:
             if seq < 0:
-                self._mem = deque(p for p in self._mem if p.seq != seq)
+                if self._mem and self._mem[0].seq == seq:  # the usual case: oldest first
+                    self._mem.popleft()
+                else:
+                    self._mem = deque(p for p in self._mem if p.seq != seq)
                 return
             row = self._query("SELECT id FROM outbox WHERE seq = ?", (seq,))
             if not row:
