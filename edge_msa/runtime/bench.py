@@ -9,9 +9,9 @@ results go through a real broker on a free loopback port and "publish" is
 measured to the subscriber; without it they stop at the pipeline's hand-off.
 
 ``--baseline`` measures a naive configuration in the same invocation: FP32
-speech and expression models, recognition only after the utterance closes,
-the whole frame searched for faces on every frame, and every stage on one
-thread, one after the other.
+speech and expression models; every stage on one thread, one after the
+other: when an utterance closes, its speech is recognised, then its frames
+go through the face stage (the whole frame searched on each), then fusion.
 """
 
 from __future__ import annotations

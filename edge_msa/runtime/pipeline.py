@@ -121,8 +121,11 @@ class Pipeline:
         self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
         self.drafts = {"started": 0, "used": 0}  # for `edge-msa bench`: work done in vain
         self._stop = threading.Event()
-        # One thread per stage; ``sequential`` (the bench's naive baseline) runs
-        # every stage on one thread, one after the other.
+        # One thread per stage. ``sequential`` is the bench's naive baseline: one
+        # thread for everything, and an utterance's frames analysed only after
+        # its speech, one stage after the other.
+        self.sequential = sequential
+        self._held: deque[VideoFrame] = deque(maxlen=3000)
         one = ThreadPoolExecutor(1, thread_name_prefix="stages") if sequential else None
         self._pools = {
             name: one or ThreadPoolExecutor(1, thread_name_prefix=name)
@@ -250,27 +253,43 @@ class Pipeline:
     async def _faces(self, video_q: asyncio.Queue, n_video: int) -> None:
         loop = asyncio.get_running_loop()
         async for frame in _until_ended(video_q, n_video):
-            t = time.perf_counter()
-            obs = await loop.run_in_executor(self._pools["face"], self._process_frame, frame)
-            self._record("face", (time.perf_counter() - t) * 1000.0)
-            for step, ms in self.face_stage.timings.items():
-                self._record(step, ms)
-            self.frames_analysed += 1
+            if self.sequential:
+                self._held.append(frame)
+                continue
+            obs, ms = await loop.run_in_executor(self._pools["face"], self._analyse_frame, frame)
+            self._add_face(frame.t, obs, ms)
             for listener in self.listeners:
                 listener.frame(frame, obs)
-            self.track.add(frame.t, obs)
             self._face_t = frame.t
             self._face_done.set()
             self._maybe_face_only(frame.t)
         self._face_t = float("inf")
         self._face_done.set()
 
-    def _process_frame(self, frame: VideoFrame) -> FaceObservation | None:
+    def _analyse_frame(self, frame: VideoFrame) -> tuple[FaceObservation | None, dict]:
+        """The face stage on one frame (in its thread), and its ms per step."""
+        t = time.perf_counter()
         try:
-            return self.face_stage.process(frame)
+            obs = self.face_stage.process(frame)
         except Exception as e:  # one bad frame must not stop the runtime
             log.warning("face stage failed on a frame at %.2f s: %s", frame.t, e)
-            return None
+            obs = None
+        return obs, {"face": (time.perf_counter() - t) * 1000.0, **self.face_stage.timings}
+
+    def _add_face(self, t: float, obs: FaceObservation | None, ms: dict[str, float]) -> None:
+        for step, value in ms.items():
+            self._record(step, value)
+        self.frames_analysed += 1
+        self.track.add(t, obs)
+
+    def _held_faces(self, t0: float, t1: float) -> list[tuple[float, FaceObservation | None, dict]]:
+        """The naive baseline: an utterance's frames, analysed only now."""
+        done = []
+        while self._held and self._held[0].t <= t1:
+            frame = self._held.popleft()
+            if frame.t >= t0:
+                done.append((frame.t, *self._analyse_frame(frame)))
+        return done
 
     def _maybe_face_only(self, t: float) -> None:
         """Nobody spoke for a while but a face is in view: publish what it shows."""
@@ -292,7 +311,14 @@ class Pipeline:
             utt, heard = item
             if heard is None:
                 heard = loop.run_in_executor(models, self.analyzer.hear, utt.audio)
-            await self._wait_for_faces(utt.t1)
+            if self.sequential:
+                await heard
+                for face_args in await loop.run_in_executor(
+                    models, self._held_faces, utt.t0, utt.t1
+                ):
+                    self._add_face(*face_args)
+            else:
+                await self._wait_for_faces(utt.t1)
             face = self.track.summary(utt.t0, utt.t1, self.cfg.vision.min_face_ratio)
             analysis = await loop.run_in_executor(models, self.analyzer.fuse, await heard, face)
             self._deliver(analysis, Span(utt.t0, utt.t1, utt.closed_at))
