@@ -69,6 +69,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()  # set by stop(): cut the backoff short
         self._closing = False
+        self._given_up = False  # stop(): the deadline passed
         self._status_due = False  # a source's state changed: publish the status now
         self._task: asyncio.Task[None] | None = None
 
@@ -92,7 +93,7 @@ class MqttPublisher:
                     return
             except (aiomqtt.MqttError, OSError) as e:  # OSError: password_file gone
                 was_connected, self.connected = self.connected, False
-                if self._closing and self.outbox.count() == 0:
+                if self._given_up or (self._closing and self.outbox.count() == 0):
                     return
                 # Flushing at shutdown: the broker may be back any moment and the
                 # deadline is short; _finish says what stays, so no line per retry.
@@ -130,7 +131,14 @@ class MqttPublisher:
         self._wake.set()
         self._retry_now.set()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._task, timeout)
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        if not self._task.done():
+            # aiomqtt can turn a cancelled connect into an MqttError, which the
+            # retry loop would catch: the flag makes that loop end too.
+            self._given_up = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         return self.outbox.count()
 
     def _on_connected(self) -> None:
