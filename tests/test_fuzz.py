@@ -68,6 +68,7 @@ BUDGET = {
     "audio_files": (2, 40),
     "frames": (10, 150),
     "faces": (5, 100),
+    "video_files": (3, 60),
 }
 
 
@@ -643,6 +644,46 @@ def test_odd_frames_give_none_or_a_valid_face(examples, models):
             assert image.ndim in (2, 3) and min(image.shape[:2]) >= 16
 
     fuzz(examples, frames(), check)
+
+
+@budget("video_files")
+def test_video_files_of_any_size_through_decoder_and_face_stage(examples, tmp_path, models,
+                                                                 astronaut_face):
+    """Tiny to 4K video (three codecs, a face or none) decoded by the real source."""
+    stage = FaceStage(models[2].detector, PrimaryFaceTracker(), models[2].expression)
+
+    @st.composite
+    def cases(draw):
+        even = st.integers(1, 40).map(lambda n: 2 * n)
+        w, h = draw(st.one_of(st.tuples(even, even),
+                              st.sampled_from([(1920, 1080), (3840, 2160), (2, 720)])))
+        codec = draw(st.sampled_from(["mpeg4", "mjpeg", "libx264"]))
+        return w, h, codec, draw(st.booleans()), draw(st.integers(0, 255))
+
+    def check(case) -> None:
+        w, h, codec, face, level = case
+        image = np.full((h, w, 3), level, np.uint8)
+        if face:
+            side = max(min(w, h) // 2, 2)
+            _paste(image, cv2.resize(astronaut_face, (side, side)), w // 4, h // 4)
+        path = tmp_path / "v.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream(codec, rate=10)
+            stream.width, stream.height = w, h
+            stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            for _ in range(3):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        audio, video, error = decode(path)
+        assert error is None and not audio and len(video) == 3, error
+        check_decoded(audio, video)
+        assert video[0].image.shape == (h, w, 3)
+        for frame in video:
+            check_observation(stage.process(frame), frame.image)
+
+    fuzz(examples, cases(), check)
 
 
 @pytest.fixture(scope="module")
