@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shutil
 import threading
 import wave
 from collections import Counter
@@ -327,6 +328,8 @@ def models():
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> np.ndarray:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed; it synthesises the test speech")
     return espeak("I really love how well this works.", tmp_path_factory.mktemp("speech"))
 
 
