@@ -12,11 +12,12 @@ in a defined result or a clean one-line error, never another exception.
   the resampler, segmenter and the real audio models: utterances and a
   result payload that is valid JSON with finite numbers;
 - frames: empty, grey, tiny, huge, odd dtypes and layouts, no face and many
-  faces, through the real face stage: ``None`` or a valid observation.
+  faces, and video files from 2x2 to 4K, through the real face stage:
+  ``None`` or a valid observation.
 
 The plain run keeps a few examples per property; ``-m slow`` runs the same
-properties with over 1,000 cases in all (``--hypothesis-show-statistics``
-prints how many ran). Hangs are caught by pytest-timeout.
+properties with over 1,000 cases in all. The module prints how many cases
+ran and how they ended. Hangs are caught by pytest-timeout.
 """
 
 from __future__ import annotations
