@@ -119,6 +119,7 @@ class Pipeline:
         self._last_result_t = float("-inf")
         # The utterance recognised ahead of its close: its key and its future.
         self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
+        self._hearing = 0  # recognition passes started and not yet done
         self.drafts = {"started": 0, "used": 0}  # for `edge-msa bench`: work done in vain
         self._stop = threading.Event()
         # One thread per stage. ``sequential`` is the bench's naive baseline: one
@@ -245,16 +246,32 @@ class Pipeline:
             return
         if self._draft is not None:
             self._draft[1].cancel()  # only stops it if it has not started
-        loop = asyncio.get_running_loop()
-        heard = loop.run_in_executor(self._pools["models"], self.analyzer.hear, utt.audio)
-        self._draft = (_key(utt), heard)
+        self._draft = (_key(utt), self._hear(utt))
         self.drafts["started"] += 1
+
+    def _hear(self, utt: Utterance) -> asyncio.Future[Heard]:
+        self._hearing += 1
+        heard = asyncio.get_running_loop().run_in_executor(
+            self._pools["models"], self.analyzer.hear, utt.audio
+        )
+        heard.add_done_callback(self._heard)
+        return heard
+
+    def _heard(self, _: asyncio.Future) -> None:
+        self._hearing -= 1
 
     async def _faces(self, video_q: asyncio.Queue, n_video: int) -> None:
         loop = asyncio.get_running_loop()
         async for frame in _until_ended(video_q, n_video):
             if self.sequential:
                 self._held.append(frame)
+                continue
+            if self._hearing and not self.lossless_video:
+                # Speech is being recognised: it gets both cores. The frame is
+                # past the end of the utterance being heard, so it loses nothing.
+                self.frames_dropped += 1
+                self._face_t = frame.t
+                self._face_done.set()
                 continue
             obs, ms = await loop.run_in_executor(self._pools["face"], self._analyse_frame, frame)
             self._add_face(frame.t, obs, ms)
@@ -310,7 +327,7 @@ class Pipeline:
         while (item := await utt_q.get()) is not None:
             utt, heard = item
             if heard is None:
-                heard = loop.run_in_executor(models, self.analyzer.hear, utt.audio)
+                heard = self._hear(utt)
             if self.sequential:
                 await heard
                 for face_args in await loop.run_in_executor(
