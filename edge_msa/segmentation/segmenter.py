@@ -202,14 +202,19 @@ class Segmenter:
     def draft(self) -> Utterance | None:
         """The utterance the VAD will close if the pause under way lasts.
 
-        Same audio and times as that utterance, ready once its tail padding
-        has arrived: recognition can start during the hangover instead of
-        after it. None while speech goes on or before the padding is in.
+        Its times and length are that utterance's, ready as soon as the VAD
+        hears the pause begin: recognition can start during the hangover
+        instead of after it. Tail padding not heard yet is silence (the VAD
+        just judged that stretch not speech). None while speech goes on.
         """
         start, end = self._start, self._quiet_from
-        if start is None or end is None or self._buffer.end < end + self.pad:
+        if start is None or end is None:
             return None
-        return self._utterance(start, end, "silence")
+        draft = self._utterance(start, end, "silence")
+        if draft is None or self._buffer.end >= end + self.pad:
+            return draft
+        missing = np.zeros(end + self.pad - self._buffer.end, np.float32)
+        return replace(draft, audio=np.concatenate([draft.audio, missing]))
 
     def _close(self, end: int, closed_by: str) -> Utterance | None:
         start = self._start
