@@ -87,18 +87,17 @@ def robustness_png(curve: dict[str, dict], path: Path, others: dict | None = Non
 
 
 def latency_png(stage_ms: dict[str, list[float]], path: Path) -> Path:
-    """Histogram per stage (log-scaled milliseconds), end of utterance to result first."""
+    """Milliseconds per stage on one log axis (box: quartiles, whiskers: 5-95 %),
+    end of utterance to result first."""
     plt = _pyplot()
     order = ["total", *sorted(k for k in stage_ms if k != "total")]
-    names = [k for k in order if k in stage_ms]
-    fig, axes = plt.subplots(len(names), 1, figsize=(6, 1.4 * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        values = np.maximum(np.asarray(stage_ms[name], float), 0.01)
-        bins = np.logspace(np.log10(values.min()), np.log10(values.max() * 1.01 + 0.01), 30)
-        ax.hist(values, bins=bins)
-        ax.set_xscale("log")
-        label = "end of utterance to result" if name == "total" else name
-        ax.set_ylabel(label, rotation=0, ha="right", va="center")
-        ax.axvline(float(np.median(values)), color="k", lw=1)
-    axes[-1, 0].set_xlabel("milliseconds (line: median)")
+    names = [k for k in order if len(stage_ms.get(k, ()))][::-1]
+    values = [np.maximum(np.asarray(stage_ms[k], float), 0.01) for k in names]
+    labels = ["end of utterance to result" if k == "total" else k for k in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.boxplot(values, vert=False, whis=(5, 95), showfliers=False)
+    ax.set_yticks(range(1, len(names) + 1), labels)
+    ax.set_xscale("log")
+    ax.set_xlabel("milliseconds per call (box: quartiles, whiskers: 5-95 %)")
+    ax.grid(axis="x", which="both", alpha=0.3)
     return _save(fig, path)
