@@ -237,3 +237,23 @@ def test_disk_fills_up_mid_run_while_the_broker_is_down(tmp_path):
     finally:
         sub.close()
         b.stop()
+
+
+def test_health_names_an_outbox_that_cannot_be_written(tmp_path):
+    """/healthz's body (what the metrics server returns) says when results only
+    wait in memory, so an operator sees it before a restart loses them."""
+    from edge_msa.config import load_config
+    from edge_msa.runtime.metrics import Metrics
+    from edge_msa.runtime.pipeline import Pipeline
+
+    cfg = load_config(None, {}, environ={})
+    with read_only(tmp_path / "state") as state:
+        outbox = Outbox(state / "outbox.sqlite")
+        pipeline = Pipeline(cfg, [], None, None, outbox, [], "test")
+        metrics = Metrics(cfg)
+        metrics.pipeline = pipeline
+        metrics.sample()
+        outbox.close()
+    healthy, body = metrics.health
+    assert healthy is False and body["outbox_problem"]
+    assert any(r.startswith("outbox: ") for r in body["reasons"])

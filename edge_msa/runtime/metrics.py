@@ -141,9 +141,13 @@ class Metrics(PipelineListener):
         reasons = [f"source {n} is {s}" for n, s in p.source_state.items() if s != "up"]
         if p.publisher is not None and not connected:
             reasons.append(f"mqtt broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port} not connected")
+        problem = p.outbox.problem if p.outbox is not None else None
+        if problem is not None:  # results wait in memory: a restart would lose them
+            reasons.append(f"outbox: {problem}")
         body: dict[str, object] = {
             "sources": dict(p.source_state),
             "mqtt": None if p.publisher is None else ("connected" if connected else "down"),
+            "outbox_problem": problem,
             "reasons": reasons,
         }
         self.health = (not reasons, body)  # one assignment: the server thread sees old or new
