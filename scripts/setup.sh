@@ -8,6 +8,12 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing+=(mosquitto)
 have mosquitto_sub || missing+=(mosquitto-clients)
 have espeak-ng || missing+=(espeak-ng)
+# The tests: ffmpeg serves streams, openssl makes TLS certificates, and the offline
+# test runs the demo in a network namespace (ip) under strace.
+have ffmpeg || missing+=(ffmpeg)
+have openssl || missing+=(openssl)
+have strace || missing+=(strace)
+have ip || missing+=(iproute2)
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 # Debian and Ubuntu ship venv support separately from python3.
 "${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
