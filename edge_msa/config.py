@@ -124,7 +124,7 @@ class MqttConfig(_Model):
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not os.access(value.expanduser(), os.R_OK):
-            raise ValueError(f"{value} does not exist or cannot be read")
+            raise ValueError(f"{str(value)!r} does not exist or cannot be read")
         return value
 
     @model_validator(mode="after")

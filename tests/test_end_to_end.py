@@ -37,7 +37,9 @@ def test_demo_to_mqtt(broker, subscribe, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    assert sub.wait_for(lambda: len(sub.results()) == len(DEMO), 10)
+    assert sub.wait_for(lambda: len(sub.results()) == len(DEMO), 10), [
+        (r["t_start"], r["modalities"]) for r in sub.results()
+    ]
     results = sub.results()
     for r in results:
         jsonschema.validate(r, RESULT_SCHEMA)

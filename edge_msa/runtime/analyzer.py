@@ -42,6 +42,10 @@ class Heard:
     latency_ms: dict[str, float]
     transcript: Transcript | None = None
 
+    @staticmethod
+    def nothing() -> Heard:
+        return Heard(FusionInputs(), {"text": ABSENT, "audio": ABSENT}, {}, {})
+
 
 class Analyzer:
     """``asr`` runs the Whisper encoder once per utterance; its output feeds the
@@ -62,7 +66,7 @@ class Analyzer:
         It depends on the audio alone, so the runtime can start it during the
         VAD hangover, before the utterance is closed and its faces are known.
         """
-        heard = Heard(FusionInputs(), {"text": ABSENT, "audio": ABSENT}, {}, {})
+        heard = Heard.nothing()
         transcript = frames = None
         if self.asr is not None:
             with _timed(heard.latency_ms, "asr"):
@@ -99,10 +103,7 @@ class Analyzer:
 
     def face_only(self, face: FaceSummary) -> Analysis:
         """A result from the face alone, for when nobody speaks."""
-        states = {"text": ABSENT, "audio": ABSENT, "vision": PRESENT}
-        fused = self.fusion.predict(FusionInputs(vision=face.tokens))
-        estimate, outputs = _estimate(fused, states, {"vision": face.emotion})
-        return Analysis(estimate, None, {}, outputs)
+        return self.fuse(Heard.nothing(), face)
 
 
 def _estimate(fused: FusionOutput, states, emotions) -> tuple[Estimate, dict]:

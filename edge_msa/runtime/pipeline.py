@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -31,7 +32,14 @@ from edge_msa.publishing.sinks import JsonlSink
 from edge_msa.runtime.analyzer import Analysis, Analyzer, Heard
 from edge_msa.runtime.face_track import FaceTrack
 from edge_msa.sources.base import Source, SourceError
-from edge_msa.types import AudioChunk, FaceObservation, SentimentResult, Utterance, VideoFrame
+from edge_msa.types import (
+    SAMPLE_RATE,
+    AudioChunk,
+    FaceObservation,
+    SentimentResult,
+    Utterance,
+    VideoFrame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,8 @@ class Pipeline:
         self._face_t = float("-inf")  # capture time of the newest analysed frame
         self._face_done = asyncio.Event()  # set when the face stage has caught up or ended
         self._last_result_t = float("-inf")
+        # Stream time the VAD has heard up to (inf: no audio, or all of it heard).
+        self._heard_until = float("-inf")
         # The utterance recognised ahead of its close: its key and its future.
         self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
         self._hearing = 0  # recognition passes started and not yet done
@@ -145,6 +155,8 @@ class Pipeline:
         if self.publisher is not None:
             self.publisher.start()
         n_audio = sum(1 for s in self.sources if s.has_audio)
+        if not n_audio:
+            self._heard_until = float("inf")
         n_video = sum(1 for s in self.sources if s.has_video)
         stages = [
             asyncio.create_task(self._segment(audio_q, utt_q, n_audio), name="segment"),
@@ -218,9 +230,12 @@ class Pipeline:
             self._record("vad", (time.perf_counter() - t) * 1000.0)
             for utt in closed:
                 await self._put_utterance(utt_q, utt)
+            self._heard_until = chunk.t + len(chunk.samples) / SAMPLE_RATE
             self._start_draft()
+            self._maybe_face_only()
         for utt in self.segmenter.flush():
             await self._put_utterance(utt_q, utt)
+        self._heard_until = float("inf")
         await utt_q.put(None)
 
     async def _put_utterance(self, utt_q: asyncio.Queue, utt: Utterance) -> None:
@@ -279,7 +294,7 @@ class Pipeline:
                 listener.frame(frame, obs)
             self._face_t = frame.t
             self._face_done.set()
-            self._maybe_face_only(frame.t)
+            self._maybe_face_only()
         self._face_t = float("inf")
         self._face_done.set()
 
@@ -308,12 +323,19 @@ class Pipeline:
                 done.append((frame.t, *self._analyse_frame(frame)))
         return done
 
-    def _maybe_face_only(self, t: float) -> None:
-        """Nobody spoke for a while but a face is in view: publish what it shows."""
+    def _maybe_face_only(self) -> None:
+        """Nobody spoke for a while but a face is in view: publish what it shows.
+
+        Only up to where both streams have been analysed: from a file the face
+        stage can run ahead of the VAD, which alone knows whether anyone spoke.
+        """
+        t = min(self._face_t, self._heard_until)
         interval = self.cfg.vision.visual_interval_s
+        if not interval or math.isinf(t):
+            return
         if self._last_result_t == float("-inf"):
             self._last_result_t = t  # the first interval starts with the first frame
-        if not interval or self.segmenter.in_speech or t - self._last_result_t < interval:
+        if self.segmenter.in_speech or t - self._last_result_t < interval:
             return
         span = Span(max(t - interval, self._last_result_t), t, time.monotonic())
         self._last_result_t = t

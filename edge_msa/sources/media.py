@@ -48,8 +48,11 @@ class MediaSource:
             raise SourceError(f"media file {self.url} not found; check the path given to --media")
         try:
             options = {"rtsp_transport": "tcp"} if self.url.startswith("rtsp") else {}
-            self._container = av.open(self.url, options=options, timeout=10.0)
-        except av.FFmpegError as e:
+            # Tags that are not UTF-8 (a corrupt or odd file) must not stop it opening.
+            self._container = av.open(
+                self.url, options=options, timeout=10.0, metadata_errors="replace"
+            )
+        except (av.FFmpegError, UnicodeDecodeError) as e:
             hint = "is its server up?" if self.live else "is it a complete audio/video file?"
             raise SourceError(f"cannot read media {self.url}: {_reason(e)}; {hint}") from None
         c = self._container
