@@ -127,6 +127,7 @@ class Pipeline:
         self._last_result_t = float("-inf")
         # Stream time the VAD has heard up to (inf: no audio, or all of it heard).
         self._heard_until = float("-inf")
+        self._in_speech = False
         # The utterance recognised ahead of its close: its key and its future.
         self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
         self._hearing = 0  # recognition passes started and not yet done
@@ -230,12 +231,15 @@ class Pipeline:
             self._record("vad", (time.perf_counter() - t) * 1000.0)
             for utt in closed:
                 await self._put_utterance(utt_q, utt)
+            # Read here, on the loop, once the closed utterances are queued: the
+            # segmenter itself changes in the VAD's thread.
+            self._in_speech = self.segmenter.in_speech
             self._heard_until = chunk.t + len(chunk.samples) / SAMPLE_RATE
             self._start_draft()
             self._maybe_face_only()
         for utt in self.segmenter.flush():
             await self._put_utterance(utt_q, utt)
-        self._heard_until = float("inf")
+        self._heard_until, self._in_speech = float("inf"), False
         await utt_q.put(None)
 
     async def _put_utterance(self, utt_q: asyncio.Queue, utt: Utterance) -> None:
@@ -329,13 +333,16 @@ class Pipeline:
         Only up to where both streams have been analysed: from a file the face
         stage can run ahead of the VAD, which alone knows whether anyone spoke.
         """
-        t = min(self._face_t, self._heard_until)
+        audio_up = any(
+            self.source_state[s.name] == "up" for s in self.sources if s.has_audio
+        )
+        t = min(self._face_t, self._heard_until) if audio_up else self._face_t
         interval = self.cfg.vision.visual_interval_s
         if not interval or math.isinf(t):
             return
         if self._last_result_t == float("-inf"):
             self._last_result_t = t  # the first interval starts with the first frame
-        if self.segmenter.in_speech or t - self._last_result_t < interval:
+        if (audio_up and self._in_speech) or t - self._last_result_t < interval:
             return
         span = Span(max(t - interval, self._last_result_t), t, time.monotonic())
         self._last_result_t = t
