@@ -303,6 +303,36 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
     assert np.all(student["text"][0] == 2.0) and np.all(teacher["text"][0] == 1.0)
 
 
+def test_validation_hears_speech_as_eval_speech_does():
+    """The asr/absent validation feeds carry the rendering's own voice and no
+    face (as ``eval speech``), not a witness voice that matches the label."""
+    from edge_msa.training.joint import Sentences
+    from edge_msa.training.train_fusion import TrainConfig, validation_feeds
+
+    own = np.full((1, 7), 1 / 7, np.float32)
+    s = Sentences(
+        ids=["a", "b"],
+        labels=np.array([-2.0, 2.5], np.float32),
+        text=np.ones((2, 384), np.float32),
+        text_dropped=np.ones((2, 384), np.float32),
+        speech=np.array([-1, 0]),
+        asr_text=np.full((1, 384), 2.0, np.float32),
+        asr_state=np.array(["present"]),
+        audio=[np.ones((6, 384), np.float16)],
+        voice_probs=own,
+    )
+    feeds = validation_feeds(s, _witnesses(), TrainConfig(), seed=0)
+    assert set(feeds) == {"present", "text", "asr", "absent"}
+    joint, y = feeds["present"]
+    assert y.tolist() == [2.5, -2.0] and joint["voice"][0].argmax() == 4  # witness: happy
+    assert feeds["text"][0]["present"].tolist() == [[1, 0, 0], [1, 0, 0]]
+    asr, y_asr = feeds["asr"]
+    assert y_asr.tolist() == [2.5] and np.allclose(asr["voice"], own)
+    assert asr["present"].tolist() == [[1, 1, 0]] and np.all(asr["text"] == 2.0)
+    absent = feeds["absent"][0]
+    assert absent["present"].tolist() == [[0, 1, 0]] and not absent["text"].any()
+
+
 def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
     labels = _labels(tmp_path)
     cache = tmp_path / "cache"

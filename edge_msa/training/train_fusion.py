@@ -96,7 +96,10 @@ class TrainConfig(_Strict):
     p_text_absent: float = 0.3
     p_drop_modality: float = 0.3
     p_words_dropped: float = 0.2
-    p_own_voice: float = 0.0
+    # Half of the spoken rows keep the rendering's own voice: with a voice that
+    # always matches the label the model learns to trust it, and espeak-ng's flat
+    # voice (what `eval speech` hears) then pulls scores down.
+    p_own_voice: float = 0.5
     max_frame_drop: float = 0.5
     out: str = "runs/fusion"
     export: str | None = "models/fusion"
@@ -349,22 +352,31 @@ def concat_sentences(parts):
 
 
 def validation_feeds(S, W, cfg: TrainConfig, seed: int) -> dict[str, tuple[dict, np.ndarray]]:
-    """Fixed feeds per text state: ``present`` (real text + audio + vision; every
-    row), and on the spoken rows ``asr`` (the ASR transcript) and ``absent``."""
+    """Fixed feeds per case: ``present`` (real text + audio + vision; every row),
+    ``text`` (the real transcript alone, as ``eval text``), and on the spoken rows
+    ``asr`` (the ASR transcript) and ``absent`` (no text), heard as ``eval speech``
+    hears them: the rendering's own voice and no face. A voice drawn to match the
+    label would tell the model the answer; selecting on it rewarded trusting it."""
     rng = np.random.default_rng(seed)
     # Spoken rows first: prediction chunks without audio are then cheap.
     everyone = np.argsort(S.speech < 0, kind="stable")
     f1, f2, y, speech = corpus_flows(S, W, everyone, rng, cfg, train=False)
-    out = {"present": (f1, y)}
+    only_text = np.array([1, 0, 0], np.float32)
+    out = {
+        "present": (f1, y),
+        "text": ({**f1, "present": f1["present"] * only_text}, y),
+    }
     if speech.any():
         rows = np.flatnonzero(speech)
-        pick = {k: v[rows] for k, v in f2.items()}
-        out["asr"] = (pick, y[rows])
+        heard = {k: v[rows] for k, v in f2.items()}
+        heard["voice"] = S.voice_probs[S.speech[everyone[rows]]]
+        heard["present"] = heard["present"] * np.array([1, 1, 0], np.float32)
+        out["asr"] = (heard, y[rows])
         absent = {
-            **pick,
-            "text": np.zeros_like(pick["text"]),
-            "present": pick["present"] * np.array([0, 1, 1], np.float32),
-            "simulated": np.zeros_like(pick["simulated"]),
+            **heard,
+            "text": np.zeros_like(heard["text"]),
+            "present": heard["present"] * np.array([0, 1, 0], np.float32),
+            "simulated": np.zeros_like(heard["simulated"]),
         }
         out["absent"] = (absent, y[rows])
     return out
