@@ -735,6 +735,10 @@ def write_manifest(
             "train_seconds": round(train_s, 1),
             "history": history,
             "torch_version": torch.__version__,
+            # --init continues an earlier run: say which, and what it scored.
+            "init_history": torch.load(args.init, weights_only=False)["history"]
+            if args.init
+            else None,
         },
         "metrics": {
             "finetuned_torch": torch_metrics,
@@ -766,7 +770,12 @@ def run_notes(args: argparse.Namespace, frozen: dict | None) -> list[str]:
             "this script on the same data (it does not depend on fine-tuning options); drop "
             "--reuse-frozen to recompute it (about 8 minutes on a loaded 2-core CPU)."
         )
-    if args.epochs < 2 or args.freeze_layers > 0:
+    if args.init:
+        out.append(
+            f"Continued from {args.init} (its evaluations: training.init_history) for "
+            f"{args.epochs} epoch(s) at encoder lr {args.lr}."
+        )
+    elif args.epochs < 2 or args.freeze_layers > 0:
         out.append(
             f"Reduced recipe for a shared 2-core CPU: {args.epochs} epoch(s), embeddings and "
             f"the bottom {args.freeze_layers} layers frozen, encoder lr {args.lr}; the full "
