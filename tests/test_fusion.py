@@ -12,6 +12,7 @@ from edge_msa.config import ConfigError
 from edge_msa.fusion.features import (
     AUDIO_STRIDE,
     AUDIO_TOKENS,
+    TEXT_DIM,
     VISION_TOKENS,
     FusionInputs,
     audio_tokens,
@@ -29,7 +30,7 @@ def _item(**kw) -> FusionInputs:
 
 
 def _text():
-    return RNG.normal(size=384).astype(np.float32)
+    return RNG.normal(size=TEXT_DIM).astype(np.float32)
 
 
 def _audio(t=30):
@@ -144,6 +145,20 @@ def test_train_config_names_the_bad_field(tmp_path):
     bad.write_text("epochs = 2\n[model]\nwidht = 64\n")
     with pytest.raises(ConfigError, match=r"model\.widht"):
         load_train_config(bad)
+
+
+def test_text_head_starts_from_the_text_models_score():
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.fusion_net import FusionNet
+
+    items = [FusionInputs(text=np.append(_text()[:-1], s / 3)) for s in (-2.4, 0.0, 1.5)]
+    feed = {k: torch.from_numpy(v) for k, v in batch(items).items()}
+    for text_score, expected in ((True, [-2.4, 0.0, 1.5]), (False, [0.0, 0.0, 0.0])):
+        net = FusionNet(text_score=text_score).eval()
+        with torch.no_grad():
+            net.head_w.zero_()  # no learned correction yet
+            means = net(**feed)[2]
+        assert means[:, 0].tolist() == pytest.approx(expected, abs=1e-5)
 
 
 def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
@@ -284,10 +299,10 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
     s = Sentences(
         ids=["a", "b"],
         labels=np.array([2.0, -2.0], np.float32),
-        text=np.ones((2, 384), np.float32),
-        text_dropped=np.ones((2, 384), np.float32),
+        text=np.ones((2, TEXT_DIM), np.float32),
+        text_dropped=np.ones((2, TEXT_DIM), np.float32),
         speech=np.array([0, -1]),
-        asr_text=np.full((1, 384), 2.0, np.float32),
+        asr_text=np.full((1, TEXT_DIM), 2.0, np.float32),
         asr_state=np.array(["simulated"]),
         audio=[np.ones((6, 384), np.float16)],
         voice_probs=np.ones((1, 7), np.float32),
@@ -313,10 +328,10 @@ def test_validation_hears_speech_as_eval_speech_does():
     s = Sentences(
         ids=["a", "b"],
         labels=np.array([-2.0, 2.5], np.float32),
-        text=np.ones((2, 384), np.float32),
-        text_dropped=np.ones((2, 384), np.float32),
+        text=np.ones((2, TEXT_DIM), np.float32),
+        text_dropped=np.ones((2, TEXT_DIM), np.float32),
         speech=np.array([-1, 0]),
-        asr_text=np.full((1, 384), 2.0, np.float32),
+        asr_text=np.full((1, TEXT_DIM), 2.0, np.float32),
         asr_state=np.array(["present"]),
         audio=[np.ones((6, 384), np.float16)],
         voice_probs=own,

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_msa.evaluation.baselines import ModalityEstimate, fuse
 from edge_msa.evaluation.report import rows_of, scored
-from edge_msa.fusion.features import FusionInputs
+from edge_msa.fusion.features import FusionInputs, text_feature
 from edge_msa.types import ModalityState
 
 RATES = tuple(round(0.1 * i, 1) for i in range(10))
@@ -53,7 +53,7 @@ def evaluate_text(labels, split=None, model_dir=None, backend="cpu", encoder_onl
         name = encoder.name
     else:
         model = _fusion(model_dir, backend)
-        mean, std = _predict(model, [FusionInputs(text=p.embedding) for p in preds])
+        mean, std = _predict(model, [FusionInputs(text=text_feature(p)) for p in preds])
         name = model.name
     return {**head, "model": name, **scored(mean, std, truth), "_arrays": (mean, std, truth)}
 
@@ -83,9 +83,9 @@ def evaluate_speech(
     for row, h in zip(rows, heard, strict=True):
         item = FusionInputs(audio=h["audio_tokens"].astype(np.float32), voice=h["voice_probs"])
         if text == "present":
-            item.text = encoder.predict(row.text).embedding
+            item.text = text_feature(encoder.predict(row.text))
         elif text == "simulated" and h["asr_state"] != "absent":
-            item.text = encoder.predict(str(h["asr_text"])).embedding
+            item.text = text_feature(encoder.predict(str(h["asr_text"])))
             item.simulated = True
         items.append(item)
     model = _fusion(model_dir, backend)

@@ -2,8 +2,9 @@
 
 Shapes (batch first, float32 unless noted):
 
-- ``text`` (B, 384): the MiniLM sentence embedding of the transcript
-  (:class:`edge_msa.encoders.text.TextEncoder`); zeros when text is absent.
+- ``text`` (B, 385): :func:`text_feature` of the transcript, the MiniLM
+  sentence embedding (:class:`edge_msa.encoders.text.TextEncoder`) and the
+  text model's own score / 3; zeros when text is absent.
 - ``audio`` (B, AUDIO_TOKENS, 384) and ``audio_mask`` (B, AUDIO_TOKENS):
   the Whisper encoder frames that cover the utterance, split into
   ceil(frames / ``AUDIO_STRIDE``) near-equal groups (about 80 ms a token) and
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_msa.types import TextPrediction
+
 MODALITIES = ("text", "audio", "vision")
-TEXT_DIM = 384
+TEXT_EMBED_DIM = 384
+TEXT_DIM = TEXT_EMBED_DIM + 1  # the embedding and the text model's score
 AUDIO_DIM = 384
 AUDIO_STRIDE = 4
 AUDIO_TOKENS = 128  # 10.24 s at 80 ms a token; longer utterances are averaged down
@@ -41,11 +45,22 @@ VISION_TOKENS = 16
 class FusionInputs:
     """One utterance's fusion inputs, unbatched; ``None`` marks an absent modality."""
 
-    text: np.ndarray | None = None  # (384,)
+    text: np.ndarray | None = None  # (385,) from :func:`text_feature`
     simulated: bool = False  # the text is an ASR transcript
     audio: np.ndarray | None = None  # (T, 384) from :func:`audio_tokens`
     voice: np.ndarray | None = None  # (7,)
     vision: np.ndarray | None = None  # (F, 135) from :func:`vision_tokens`
+
+
+def text_feature(pred: TextPrediction) -> np.ndarray:
+    """(385,): the sentence embedding and the text model's score / 3.
+
+    The fusion model learns from the embeddings of sentences that the text model
+    was fine-tuned on, where they fit the labels better than on new sentences:
+    from the embedding alone it learnt a mapping that scored MOSI dev 0.85 MAE
+    where the text model's own head scores 0.81. With the score beside it, it
+    starts from what the text model would say."""
+    return np.append(pred.embedding, pred.mean / 3.0).astype(np.float32)
 
 
 def audio_tokens(frames: np.ndarray, count: int) -> np.ndarray:

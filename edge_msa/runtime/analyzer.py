@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_msa.encoders.asr import duration_frames
 from edge_msa.encoders.voice import audio_state
-from edge_msa.fusion.features import FusionInputs, audio_tokens
+from edge_msa.fusion.features import FusionInputs, audio_tokens, text_feature
 from edge_msa.fusion.model import FusionOutput
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.types import VOICE_EMOTIONS, Estimate, ModalityState, Transcript, Utterance
@@ -80,7 +80,7 @@ class Analyzer:
             heard.emotions["audio"] = VOICE_EMOTIONS[int(vf.probs.argmax())]
         if transcript is not None and transcript.state is not ABSENT:
             with _timed(heard.latency_ms, "text"):
-                heard.inputs.text = self.text.predict(transcript.text).embedding
+                heard.inputs.text = text_feature(self.text.predict(transcript.text))
             heard.inputs.simulated = True  # recognised text: the fusion model refines it
             heard.states["text"] = transcript.state
         heard.transcript = transcript

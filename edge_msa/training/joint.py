@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.evaluation.labels import LabelRow
+from edge_msa.fusion.features import TEXT_DIM, text_feature
 from edge_msa.models import load_manifest
 from edge_msa.training import banks, spoken
 
@@ -65,7 +66,7 @@ class TextBank:
         model_dir = Path(self.encoder.model_dir)
         model_file = model_dir / load_manifest(model_dir, "scripts/train_text.py")["file"]
         sha = hashlib.sha256(model_file.read_bytes()).hexdigest()[:8]
-        self.path = (cache or banks.cache_root()) / f"text_{sha}.npz"
+        self.path = (cache or banks.cache_root()) / f"text_{sha}_{TEXT_DIM}.npz"
         self.rows: dict[str, np.ndarray] = {}
         if self.path.exists():
             with np.load(self.path) as z:
@@ -75,9 +76,9 @@ class TextBank:
         missing = sorted({t for t in texts if t not in self.rows})
         if missing:
             preds = self.encoder.predict_batch(missing, batch_size=64)
-            self.rows.update({t: p.embedding for t, p in zip(missing, preds, strict=True)})
+            self.rows.update({t: text_feature(p) for t, p in zip(missing, preds, strict=True)})
         if not texts:
-            return np.zeros((0, 384), np.float32)
+            return np.zeros((0, TEXT_DIM), np.float32)
         return np.stack([self.rows[t] for t in texts]).astype(np.float32)
 
     def save(self) -> None:
@@ -94,10 +95,10 @@ class Sentences:
 
     ids: list[str]
     labels: np.ndarray  # (N,) float32
-    text: np.ndarray  # (N, 384) real transcript
-    text_dropped: np.ndarray  # (N, 384) transcript with 10-50% of words dropped
+    text: np.ndarray  # (N, TEXT_DIM) real transcript
+    text_dropped: np.ndarray  # (N, TEXT_DIM) transcript with 10-50% of words dropped
     speech: np.ndarray  # (N,) index into the speech arrays, -1 when not spoken
-    asr_text: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    asr_text: np.ndarray = field(default_factory=lambda: np.zeros((0, TEXT_DIM), np.float32))
     asr_state: np.ndarray = field(default_factory=lambda: np.zeros(0, "<U9"))
     audio: list[np.ndarray] = field(default_factory=list)  # (T, 384) float16 each
     voice_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float32))

@@ -87,6 +87,7 @@ def mmsa_data(cfg):
         "audio_dim": train["audio"].shape[2],
         "vision_dim": train["vision"].shape[2],
         "voice_dim": 1,
+        "text_score": False,  # MMSA text features carry no text model score
     }
 
     def batcher(rows: np.ndarray, rng: np.random.Generator):

@@ -210,7 +210,8 @@ def flow_loss(model, feed, y, cfg: TrainConfig):
     import torch
 
     h, mask, _, imagined, refined = model.encode(**feed)
-    mean, log_var, means, log_vars, _ = model.heads_out(h, mask)
+    prior = model.text_prior(feed["text"], feed["present"])
+    mean, log_var, means, log_vars, _ = model.heads_out(h, mask, prior)
     ones = torch.ones_like(y)
     loss = _gauss(mean, log_var, y, ones)
     for m in range(3):
