@@ -17,6 +17,7 @@ from edge_msa.fusion.features import (
     FusionInputs,
     audio_tokens,
     batch,
+    text_feature,
     vision_tokens,
 )
 from edge_msa.fusion.model import FusionModel
@@ -108,8 +109,10 @@ def test_text_sentiment_flows_through(fusion):
     from edge_msa.encoders.text import TextEncoder, default_model_dir
 
     enc = TextEncoder(default_model_dir())
-    good = fusion.predict(_item(text=enc.predict("i loved it, a wonderful film").embedding))
-    bad = fusion.predict(_item(text=enc.predict("it was awful and boring, i hated it").embedding))
+    def score(sentence: str):
+        return fusion.predict(_item(text=text_feature(enc.predict(sentence))))
+
+    good, bad = score("i loved it, a wonderful film"), score("it was awful and boring, i hated it")
     assert good.score > 0.5 > -0.5 > bad.score
     assert good.std > 0 and bad.std > 0
 
