@@ -399,6 +399,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     seed_all(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "log.jsonl").unlink(missing_ok=True)  # a new run, a new log
     start = time.perf_counter()
     if cfg.data.source == "mmsa":
         from edge_msa.training.mmsa import mmsa_data
