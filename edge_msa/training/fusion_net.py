@@ -163,7 +163,8 @@ class FusionNet(nn.Module):
         if not self.text_score:
             return torch.zeros_like(present[:, 0])
         score = text[:, -1].clamp(-0.995, 0.995)  # score / 3
-        return 3.0 * torch.atanh(score) * present[:, 0]
+        atanh = 0.5 * torch.log((1.0 + score) / (1.0 - score))  # no aten::atanh in ONNX export
+        return 3.0 * atanh * present[:, 0]
 
     def heads_out(self, h: torch.Tensor, mask: torch.Tensor, text_prior: torch.Tensor):
         """mean (B,), log_var (B,), per-modality means and log-vars (B, 3), weights (B, 4)."""
