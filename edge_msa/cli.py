@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train and export the fusion model")
     train.add_argument("--config", required=True, help="TOML training config")
+    train.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the finished run in the config's `out` again, without training",
+    )
 
     ev = sub.add_parser("eval", help="evaluate a model on labelled data")
     ev_sub = ev.add_subparsers(dest="what", required=True)
@@ -301,7 +306,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _setup_logging("WARNING")
         logging.getLogger("edge_msa").setLevel(logging.INFO)
-        print(json.dumps(run(load_train_config(args.config), args.config)))
+        cfg = load_train_config(args.config)
+        print(json.dumps(run(cfg, args.config, export_only=args.export_only)))
         return 0
     if args.command == "corpus":
         return _corpus_spoken(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,17 @@ def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
     for name in ref:
         assert np.abs(ref[name] - got[name]).max() < 1e-4, name
     assert np.corrcoef(ref["mean"], y)[0, 1] > 0.5
+    # --export-only exports the finished run again, without training.
+    shutil.rmtree(tmp_path / "m")
+    again = cli("train", "--config", str(config), "--export-only")
+    assert again.returncode == 0, again.stderr
+    redone = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert redone["history"] == manifest["history"] and redone["params"] == manifest["params"]
+    assert redone["metrics_valid"] == manifest["metrics_valid"]
+    shutil.rmtree(tmp_path / "run")
+    missing = cli("train", "--config", str(config), "--export-only")
+    assert missing.returncode == 2 and "holds no finished run" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_mmsa_pickle_with_missing_keys_is_a_clear_error(tmp_path):

@@ -386,6 +386,41 @@ def validation_feeds(S, W, cfg: TrainConfig, seed: int) -> dict[str, tuple[dict,
 # ---------------------------------------------------------------- loop
 
 
+def training_data(cfg: TrainConfig):
+    """(batcher, validation feeds, model dims) from the corpus or an MMSA pickle."""
+    if cfg.data.source == "mmsa":
+        from edge_msa.training.mmsa import mmsa_data
+
+        return mmsa_data(cfg)
+    (s_train, w_train), valid = corpus_data(cfg)
+    valid_feeds = {name: validation_feeds(s, w, cfg, cfg.seed) for name, (s, w) in valid.items()}
+
+    def batcher(rows, rng):
+        return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
+
+    batcher.speech = s_train.speech >= 0
+    return batcher, valid_feeds, {}
+
+
+def finished_run(cfg: TrainConfig) -> tuple[dict, dict]:
+    """What :func:`train` returns, read back from a finished run's folder."""
+    from edge_msa.config import ConfigError
+    from edge_msa.training.export_fusion import load_checkpoint
+    from edge_msa.training.fusion_net import parameter_count
+
+    out = Path(cfg.out)
+    if not (out / "best.pt").is_file() or not (out / "log.jsonl").is_file():
+        raise ConfigError(f"out: {out} holds no finished run; train first (without --export-only)")
+    history = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    report = {
+        "history": history,
+        "best_score": min(h["score"] for h in history),
+        "params": parameter_count(load_checkpoint(out / "best.pt")),
+        "train_seconds": history[-1]["elapsed_s"],
+    }
+    return report, training_data(cfg)[1]
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     """Train; keep the best checkpoint (validation only); return the history
     and the validation feeds."""
@@ -401,21 +436,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "log.jsonl").unlink(missing_ok=True)  # a new run, a new log
     start = time.perf_counter()
-    if cfg.data.source == "mmsa":
-        from edge_msa.training.mmsa import mmsa_data
-
-        batcher, valid_feeds, dims = mmsa_data(cfg)
-    else:
-        (s_train, w_train), valid = corpus_data(cfg)
-        dims = {}
-        valid_feeds = {
-            name: validation_feeds(s, w, cfg, cfg.seed) for name, (s, w) in valid.items()
-        }
-
-        def batcher(rows, rng):
-            return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
-
-        batcher.speech = s_train.speech >= 0
+    batcher, valid_feeds, dims = training_data(cfg)
     log.info("data ready in %.0f s", time.perf_counter() - start)
     model = build(dims, cfg.model.model_dump())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -477,11 +498,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     return report, valid_feeds
 
 
-def run(cfg: TrainConfig, config_file: str | None = None, progress: bool = True) -> dict:
-    """Train, then export to ``cfg.export`` (when set); returns a short report."""
+def run(
+    cfg: TrainConfig,
+    config_file: str | None = None,
+    progress: bool = True,
+    export_only: bool = False,
+) -> dict:
+    """Train (or, with ``export_only``, take the finished run in ``cfg.out``),
+    then export to ``cfg.export`` (when set); returns a short report."""
     from edge_msa.training.export_fusion import export
 
-    report, valid_feeds = train(cfg, progress)
+    report, valid_feeds = finished_run(cfg) if export_only else train(cfg, progress)
     summary = {
         "best_valid_mean_mae": round(report["best_score"], 4),
         "params": report["params"],
