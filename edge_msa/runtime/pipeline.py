@@ -332,9 +332,14 @@ class Pipeline:
 
         Only up to where both streams have been analysed: from a file the face
         stage can run ahead of the VAD, which alone knows whether anyone spoke.
+        A file that has ended (or broke) still has audio queued for the VAD, so
+        its clock counts until the VAD has heard it all (then it is inf); only a
+        lost device stops the audio clock, and then the frames go on alone.
         """
         audio_up = any(
-            self.source_state[s.name] == "up" for s in self.sources if s.has_audio
+            self.source_state[s.name] in ("up", "ended", "error")
+            for s in self.sources
+            if s.has_audio
         )
         t = min(self._face_t, self._heard_until) if audio_up else self._face_t
         interval = self.cfg.vision.visual_interval_s
