@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_msa.evaluation.labels import LabelRow, read_labels  # noqa: E402
 from edge_msa.evaluation.metrics import regression_metrics  # noqa: E402
+from edge_msa.training.folds import fold_of, parse_fold  # noqa: E402
 from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -522,6 +523,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="spoken corpus cache (edge-msa corpus spoken): also train on the recognised "
         "transcripts of its train sentences, and report MOSI dev on recognised transcripts",
     )
+    p.add_argument(
+        "--fold",
+        type=parse_fold,
+        metavar="K/N",
+        help="a cross-fitting model: train without the videos of fold K of N "
+        "(edge_msa.training.folds), for the fusion training's text features",
+    )
     return p.parse_args(argv)
 
 
@@ -541,6 +549,8 @@ def load_data(args: argparse.Namespace, tok) -> tuple[Split, list[Split], dict]:
     splits = {}
     for name, rel, split in specs:
         rows, rel = load_split(args.data, rel, split, args.limit)
+        if split == "train":
+            rows = [r for r in rows if keep_row(args, r.id)]
         splits[name] = build_split(name, rows, rel, split, tok)
     a, b = splits["mosei_train"], splits["mosi_train"]
     train = Split(
@@ -556,7 +566,9 @@ def load_data(args: argparse.Namespace, tok) -> tuple[Split, list[Split], dict]:
     }
     devs = [splits["mosi_dev"], splits["mosei_valid"]]
     if args.asr_corpus:
-        heard = [asr_split(args.asr_corpus, f"{n}_asr", rel, sp, tok) for n, rel, sp in specs[:3]]
+        heard = [
+            asr_split(args.asr_corpus, f"{n}_asr", rel, sp, tok, args) for n, rel, sp in specs[:3]
+        ]
         for part in heard[:2]:
             train.texts += part.texts
             train.labels = np.concatenate([train.labels, part.labels])
@@ -568,7 +580,14 @@ def load_data(args: argparse.Namespace, tok) -> tuple[Split, list[Split], dict]:
     return train, devs, info
 
 
-def asr_split(corpus: Path, name: str, rel: str, split: str, tok) -> Split:
+def keep_row(args: argparse.Namespace, row_id: str) -> bool:
+    """With --fold K/N, a training row is kept unless its video is in fold K."""
+    return args.fold is None or fold_of(row_id, args.fold[1]) != args.fold[0]
+
+
+def asr_split(
+    corpus: Path, name: str, rel: str, split: str, tok, args: argparse.Namespace
+) -> Split:
     """The spoken corpus's recognised transcripts of one split, with their labels.
 
     Whisper tiny.en gets about a quarter of the words of espeak-ng speech wrong;
@@ -577,6 +596,8 @@ def asr_split(corpus: Path, name: str, rel: str, split: str, tok) -> Split:
     texts, labels = [], []
     for f in sorted(folder.glob("*.npz")):
         with np.load(f) as z:
+            if split == "train" and args.fold and not keep_row(args, str(z["id"])):
+                continue
             if str(z["asr_state"]) != "absent":
                 texts.append(normalise_text(str(z["asr_text"])))
                 labels.append(float(z["label"]))
@@ -714,6 +735,7 @@ def write_manifest(
         },
         "max_len": args.max_len,
         "lowercase": True,
+        "fold": {"index": args.fold[0], "count": args.fold[1]} if args.fold else None,
         "temperature": temperature,
         "calibration": {
             "fit_on": "mosi dev + mosei valid pooled, INT8 outputs",

@@ -42,6 +42,7 @@ from edge_msa.evaluation.labels import LabelRow
 from edge_msa.fusion.features import TEXT_DIM, text_feature
 from edge_msa.models import load_manifest
 from edge_msa.training import banks, spoken
+from edge_msa.training.folds import fold_of
 
 POLARITIES = ("negative", "neutral", "positive")
 
@@ -57,14 +58,18 @@ def drop_words(text: str, rate: float, rng: np.random.Generator) -> str:
 
 
 class TextBank:
-    """Sentence embeddings of the shipped text encoder, cached by text (and model)."""
+    """Sentence features of one text model (the shipped one by default), cached
+    by text and model file."""
 
-    def __init__(self, cache: Path | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, model_dir: Path | None = None, cache: Path | None = None, threads: int | None = None
+    ) -> None:
         from edge_msa.encoders.text import TextEncoder, default_model_dir
 
-        self.encoder = TextEncoder(default_model_dir(), threads=threads or os.cpu_count() or 1)
-        model_dir = Path(self.encoder.model_dir)
-        model_file = model_dir / load_manifest(model_dir, "scripts/train_text.py")["file"]
+        model_dir = Path(model_dir or default_model_dir())
+        self.encoder = TextEncoder(model_dir, threads=threads or os.cpu_count() or 1)
+        self.manifest = load_manifest(model_dir, "scripts/train_text.py")
+        model_file = model_dir / self.manifest["file"]
         sha = hashlib.sha256(model_file.read_bytes()).hexdigest()[:8]
         self.path = (cache or banks.cache_root()) / f"text_{sha}_{TEXT_DIM}.npz"
         self.rows: dict[str, np.ndarray] = {}
@@ -72,7 +77,8 @@ class TextBank:
             with np.load(self.path) as z:
                 self.rows = dict(zip(z["texts"].tolist(), z["embeddings"], strict=True))
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], ids: list[str] | None = None) -> np.ndarray:
+        """(N, TEXT_DIM); ``ids`` (the rows' ids) matter only to :class:`FoldedTextBank`."""
         missing = sorted({t for t in texts if t not in self.rows})
         if missing:
             preds = self.encoder.predict_batch(missing, batch_size=64)
@@ -87,6 +93,42 @@ class TextBank:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")  # parallel runs save too
         np.savez(tmp, texts=np.array(texts), embeddings=np.stack([self.rows[t] for t in texts]))
         tmp.rename(self.path)
+
+
+class FoldedTextBank:
+    """Cross-fitted features (:mod:`edge_msa.training.folds`): each row's text is
+    scored by the fold model trained without that row's video."""
+
+    def __init__(self, model_dirs: list[Path], cache: Path | None = None) -> None:
+        from edge_msa.config import ConfigError
+
+        banks_ = [TextBank(d, cache) for d in model_dirs]
+        folds = [b.manifest.get("fold") or {} for b in banks_]
+        count = len(banks_)
+        if sorted(f.get("index", -1) for f in folds) != list(range(count)) or any(
+            f.get("count") != count for f in folds
+        ):
+            raise ConfigError(
+                f"data.text_folds: need the {count} models of folds 0/{count}..{count - 1}/"
+                f"{count} (scripts/train_text_fold.sh), got folds {folds}"
+            )
+        self.banks = {f["index"]: b for f, b in zip(folds, banks_, strict=True)}
+        self.count = count
+
+    def embed(self, texts: list[str], ids: list[str] | None = None) -> np.ndarray:
+        if ids is None or len(ids) != len(texts):
+            raise ValueError("cross-fitted text features need each text's row id")
+        out = np.zeros((len(texts), TEXT_DIM), np.float32)
+        fold = np.array([fold_of(i, self.count) for i in ids], dtype=int)
+        for k, bank in self.banks.items():
+            rows = np.flatnonzero(fold == k)
+            if rows.size:
+                out[rows] = bank.embed([texts[i] for i in rows])
+        return out
+
+    def save(self) -> None:
+        for bank in self.banks.values():
+            bank.save()
 
 
 @dataclass
@@ -108,7 +150,10 @@ class Sentences:
 
 
 def load_sentences(
-    rows: list[LabelRow], spoken_folder: Path | None, texts: TextBank, seed: int = 0
+    rows: list[LabelRow],
+    spoken_folder: Path | None,
+    texts: TextBank | FoldedTextBank,
+    seed: int = 0,
 ) -> Sentences:
     rng = np.random.default_rng(seed)
     heard = spoken.load(spoken_folder, [r.id for r in rows]) if spoken_folder else []
@@ -119,13 +164,14 @@ def load_sentences(
     for k, i in enumerate(i for i, r in enumerate(rows) if r.id in by_id):
         speech[i] = k
     asr = [str(h.get("asr_text", "")) for h in spoken_rows]
+    ids = [r.id for r in rows]
     return Sentences(
-        ids=[r.id for r in rows],
+        ids=ids,
         labels=np.array([r.label for r in rows], np.float32),
-        text=texts.embed([r.text for r in rows]),
-        text_dropped=texts.embed(dropped),
+        text=texts.embed([r.text for r in rows], ids),
+        text_dropped=texts.embed(dropped, ids),
         speech=speech,
-        asr_text=texts.embed(asr),
+        asr_text=texts.embed(asr, [str(h["id"]) for h in spoken_rows]),
         asr_state=np.array([str(h.get("asr_state", "absent")) for h in spoken_rows], "<U9"),
         audio=[h["audio_tokens"] for h in spoken_rows],
         voice_probs=np.stack([h["voice_probs"] for h in spoken_rows]).astype(np.float32)

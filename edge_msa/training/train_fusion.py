@@ -61,6 +61,11 @@ class DataConfig(_Strict):
     faces_train: str = "fer2013/fer2013_Training.npz"
     faces_valid: str = "fer2013/fer2013_PublicTest.npz"
     spoken_cache: str | None = None
+    # Cross-fitting text models (scripts/train_text_fold.sh K N): the training
+    # sentences' text features come from the fold model that never saw their
+    # video, so the fusion learns how far to trust the text score out of sample.
+    # Empty: the shipped text model scores everything.
+    text_folds: list[str] = []
     disagree: float = Field(0.2, ge=0.0, le=1.0)
     mmsa_file: str | None = None  # source = "mmsa": an MMSA feature pickle
 
@@ -310,14 +315,19 @@ def corpus_data(cfg: TrainConfig):
     root = Path(cfg.data.root)
     cache = Path(cfg.data.spoken_cache) if cfg.data.spoken_cache else None
     texts = joint.TextBank()
+    folded = (
+        joint.FoldedTextBank([Path(d).expanduser() for d in cfg.data.text_folds])
+        if cfg.data.text_folds
+        else texts
+    )
     voices = banks.voice_bank(root)
 
-    def sentences(spec: SplitSpec, seed: int):
+    def sentences(spec: SplitSpec, seed: int, bank=texts):
         rows = read_labels(root / spec.labels, spec.split)[: spec.limit]
         folder = joint.spoken_folder_for(root / spec.labels, spec.split, cache)
-        return joint.load_sentences(rows, folder, texts, seed)
+        return joint.load_sentences(rows, folder, bank, seed)
 
-    train_parts = [sentences(s, cfg.seed + i) for i, s in enumerate(cfg.data.train)]
+    train_parts = [sentences(s, cfg.seed + i, folded) for i, s in enumerate(cfg.data.train)]
     train = concat_sentences(train_parts)
     w_train = joint.Witnesses(
         banks.face_bank(root / cfg.data.faces_train), voices, cfg.data.disagree
@@ -330,6 +340,7 @@ def corpus_data(cfg: TrainConfig):
         for s in cfg.data.valid
     }
     texts.save()
+    folded.save()
     return (train, w_train), valid
 
 
@@ -526,6 +537,7 @@ def run(
             if config_file
             else "edge-msa train",
             "config": cfg.model_dump(),
+            "text_folds": text_fold_info(cfg.data.text_folds),
             "params": report["params"],
             "train_seconds": report["train_seconds"],
             "history": [{k: h[k] for k in ("epoch", "loss", "score")} for h in report["history"]],
@@ -534,6 +546,24 @@ def run(
         summary["export"] = cfg.export
         summary["variant"] = manifest["variant_choice"]
     return summary
+
+
+def text_fold_info(dirs: list[str]) -> list[dict]:
+    """What the manifest says of each cross-fitting text model."""
+    from edge_msa.models import load_manifest
+
+    out = []
+    for d in dirs:
+        m = load_manifest(Path(d).expanduser(), "scripts/train_text_fold.sh")
+        out.append(
+            {
+                "fold": m["fold"],
+                "command": f"scripts/train_text_fold.sh {m['fold']['index']} {m['fold']['count']}",
+                "sha256": m["sha256"],
+                "int8_mosi_dev_mae": m["metrics"]["int8_onnx"]["mosi_dev"]["mae"],
+            }
+        )
+    return out
 
 
 def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
