@@ -49,6 +49,7 @@ from edge_msa.evaluation.voice_eval import (  # noqa: E402
     load_audio_16k,
 )
 from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
+from edge_msa.training.voice_augment import AUGMENTS, augment  # noqa: E402
 from edge_msa.types import VOICE_EMOTIONS  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,8 +90,11 @@ def ravdess_files(root: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def extract(files: list[Path], cache: Path, threads: int) -> dict[str, np.ndarray]:
-    """Embedding parts per file, through the run-time path (``embed`` itself)."""
+def extract(
+    files: list[Path], cache: Path, threads: int, kind: str | None = None
+) -> dict[str, np.ndarray]:
+    """Embedding parts per file (``kind``: an augmented view of it), through the
+    run-time path (``embed`` itself)."""
     if cache.exists():
         data = dict(np.load(cache, allow_pickle=False))
         if list(data["names"]) == [f.name for f in files] and list(
@@ -106,6 +110,8 @@ def extract(files: list[Path], cache: Path, threads: int) -> dict[str, np.ndarra
     n_pool = 2 * asr.embedding_dim
     for i, path in enumerate(files):
         audio = load_audio_16k(path)
+        if kind:
+            audio = augment(audio, kind, path.name)
         _, frames = asr.recognise(audio, transcribe=False)
         with_prosody = embed(frames, audio, True)
         pooled.append(with_prosody[:n_pool])
@@ -154,22 +160,30 @@ def features(data: dict[str, np.ndarray], use_prosody: bool, context: int = 0) -
     return np.concatenate(parts, axis=1)
 
 
+def training_rows(x, y, rows, extra, x_aug):
+    """The rows' features and labels, their augmented views, and ``extra``."""
+    xs = [x[rows], *(a[rows] for a in x_aug)]
+    ys = [y[rows]] * len(xs)
+    if extra is not None:
+        xs, ys = [*xs, extra[0]], [*ys, extra[1]]
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def loso(
     x: np.ndarray,
     y: np.ndarray,
     speakers: np.ndarray,
     extra: tuple[np.ndarray, np.ndarray] | None,
     c: float,
+    x_aug: list[np.ndarray] = (),
 ) -> dict:
-    """Leave-one-EmoDB-speaker-out; ``extra`` data joins every training fold."""
+    """Leave-one-EmoDB-speaker-out; ``extra`` data and the training speakers'
+    augmented views (``x_aug``, row-aligned with ``x``) join every training fold."""
     probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
     per_speaker = {}
     for speaker in sorted(set(speakers)):
         test = speakers == speaker
-        xt, yt = x[~test], y[~test]
-        if extra is not None:
-            xt, yt = np.concatenate([xt, extra[0]]), np.concatenate([yt, extra[1]])
-        model = make_model(c).fit(xt, yt)
+        model = make_model(c).fit(*training_rows(x, y, ~test, extra, x_aug))
         probs[test] = model.predict_proba(x[test])
         truth = [VOICE_EMOTIONS[i] for i in y[test]]
         per_speaker[speaker] = classification_metrics(truth, probs[test])["uar"]
@@ -184,19 +198,18 @@ def loso(
     }
 
 
-def nested_loso(x, y, speakers, extra, grid) -> float:
+def nested_loso(x, y, speakers, extra, grid, x_aug=()) -> float:
     """Mean outer-fold UAR with C chosen by an inner LOSO on the training speakers
     only: the honest estimate, free of the selection on the outer folds."""
     scores = []
     for speaker in sorted(set(speakers)):
         inner = speakers != speaker
+        aug_in = [a[inner] for a in x_aug]
         best = max(
-            grid, key=lambda c: loso(x[inner], y[inner], speakers[inner], extra, c)["uar_mean"]
+            grid,
+            key=lambda c: loso(x[inner], y[inner], speakers[inner], extra, c, aug_in)["uar_mean"],
         )
-        xt, yt = x[inner], y[inner]
-        if extra is not None:
-            xt, yt = np.concatenate([xt, extra[0]]), np.concatenate([yt, extra[1]])
-        model = make_model(best).fit(xt, yt)
+        model = make_model(best).fit(*training_rows(x, y, inner, extra, x_aug))
         truth = [VOICE_EMOTIONS[i] for i in y[~inner]]
         scores.append(classification_metrics(truth, model.predict_proba(x[~inner]))["uar"])
         log(f"  nested: speaker {speaker} C={best} uar={scores[-1]:.4f}")
@@ -252,7 +265,7 @@ def sha256(path: Path) -> str:
 
 
 
-def select(e_data, y, speakers, r_data, y_r, args) -> dict:
+def select(e_data, y, speakers, r_data, y_r, args, aug_data=()) -> dict:
     """Prosody, RAVDESS, context K and C by LOSO over ``speakers``; --c (with
     --prosody, --ravdess, --context) fixes the setting for quick runs."""
     c_grid = C_GRID if args.c is None else (args.c,)
@@ -262,9 +275,10 @@ def select(e_data, y, speakers, r_data, y_r, args) -> dict:
     grid_results = {}
     for use_prosody, use_ravdess in options:
         x = features(e_data, use_prosody)
+        x_aug = [features(a, use_prosody) for a in aug_data]
         extra = (features(r_data, use_prosody), y_r) if use_ravdess and len(y_r) else None
         for c in c_grid:
-            r = loso(x, y, speakers, extra, c)
+            r = loso(x, y, speakers, extra, c, x_aug)
             grid_results[(use_prosody, use_ravdess, 0, c)] = r
             log(
                 f"prosody={use_prosody!s:5} ravdess={use_ravdess!s:5} C={c:<6} "
@@ -289,9 +303,10 @@ def select(e_data, y, speakers, r_data, y_r, args) -> dict:
     contexts = [k for k in CONTEXT_GRID if k] if args.context is None else [args.context]
     for k in [k for k in contexts if k]:
         x = features(e_data, use_prosody, k)
+        x_aug = [features(a, use_prosody, k) for a in aug_data]
         extra = (features(r_data, use_prosody, k), y_r) if use_ravdess and len(y_r) else None
         for c in c_grid:
-            r = loso(x, y, speakers, extra, c)
+            r = loso(x, y, speakers, extra, c, x_aug)
             grid_results[(use_prosody, use_ravdess, k, c)] = r
             log(f"context={k:<4} C={c:<6} LOSO UAR {r['uar_mean']:.4f} acc {r['accuracy']:.4f}")
         variants[(use_prosody, use_ravdess, k)] = best_of(use_prosody, use_ravdess, k)
@@ -322,12 +337,16 @@ def select(e_data, y, speakers, r_data, y_r, args) -> dict:
     }
 
 
-def fit(e_data, y, r_data, y_r, sel: dict):
-    x = features(e_data, sel["prosody"], sel["context"])
-    if sel["ravdess"]:
-        x_r = features(r_data, sel["prosody"], sel["context"])
-        x, y = np.concatenate([x, x_r]), np.concatenate([y, y_r])
-    return make_model(sel["C"]).fit(x, y)
+def fit(e_data, y, r_data, y_r, sel: dict, aug_data=()):
+    p, k = sel["prosody"], sel["context"]
+    extra = (features(r_data, p, k), y_r) if sel["ravdess"] else None
+    x_aug = [features(a, p, k) for a in aug_data]
+    rows = np.ones(len(y), bool)
+    return make_model(sel["C"]).fit(*training_rows(features(e_data, p, k), y, rows, extra, x_aug))
+
+
+def rows_of(data: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: (v[keep] if v.shape[:1] == keep.shape else v) for k, v in data.items()}
 
 
 # ---------------------------------------------------------------- main
@@ -355,6 +374,11 @@ def parse_args() -> argparse.Namespace:
         "the final model still uses every speaker",
     )
     ap.add_argument("--no-nested", action="store_true", help="skip the nested LOSO estimate")
+    ap.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train on the original clips only (no speed-perturbed or noisy views)",
+    )
     return ap.parse_args()
 
 
@@ -366,9 +390,12 @@ def main() -> None:
     ravdess = ravdess_files(root)
     # Extract every speaker once; exclusion is a filter, so the cache serves all runs.
     all_data = extract(every, args.cache / "emodb.npz", args.threads)
+    augments = () if args.no_augment else AUGMENTS
+    aug_all = [extract(every, args.cache / f"emodb_{a}.npz", args.threads, a) for a in augments]
     keep = np.array([f.name[:2] not in excluded for f in every])
     emodb = [f for f, k in zip(every, keep, strict=True) if k]
-    e_data = {k: (v[keep] if v.shape[:1] == keep.shape else v) for k, v in all_data.items()}
+    e_data = rows_of(all_data, keep)
+    aug_data = [rows_of(a, keep) for a in aug_all]
     log(
         f"EmoDB {len(emodb)} clips (excluded speakers: {sorted(excluded) or 'none'}), "
         f"RAVDESS {len(ravdess)} clips"
@@ -383,10 +410,10 @@ def main() -> None:
     if held:
         # The whole selection again without the held-out speakers, then one score on them.
         rest = ~np.isin(speakers, sorted(held))
-        sub = {k: (v[rest] if v.shape[:1] == rest.shape else v) for k, v in e_data.items()}
+        sub, sub_aug = rows_of(e_data, rest), [rows_of(a, rest) for a in aug_data]
         log(f"selection without speakers {sorted(held)}")
-        sel_h = select(sub, y[rest], speakers[rest], r_data, y_r, args)
-        model_h = fit(sub, y[rest], r_data, y_r, sel_h)
+        sel_h = select(sub, y[rest], speakers[rest], r_data, y_r, args, sub_aug)
+        model_h = fit(sub, y[rest], r_data, y_r, sel_h, sub_aug)
         x_h = features(e_data, sel_h["prosody"], sel_h["context"])[~rest]
         probs_h = model_h.predict_proba(x_h)
         truth_h = [VOICE_EMOTIONS[i] for i in y[~rest]]
@@ -410,19 +437,21 @@ def main() -> None:
         }
         log(f"held-out {sorted(held)}: UAR {m['uar']:.4f} (setting {holdout['selected']})")
 
-    sel = select(e_data, y, speakers, r_data, y_r, args)
+    sel = select(e_data, y, speakers, r_data, y_r, args, aug_data)
     use_prosody, use_ravdess, context, c = sel["prosody"], sel["ravdess"], sel["context"], sel["C"]
     chosen = sel["chosen"]
 
     x = features(e_data, use_prosody, context)
     x_r = features(r_data, use_prosody, context)
+    x_aug = [features(a, use_prosody, context) for a in aug_data]
     extra = (x_r, y_r) if use_ravdess else None
-    nested = None if args.no_nested else nested_loso(x, y, speakers, extra, C_GRID)
+    nested = None if args.no_nested else nested_loso(x, y, speakers, extra, C_GRID, x_aug)
     if nested is not None:
         log(f"nested LOSO UAR {nested:.4f}")
+    # The same setting without the augmented views: what they buy.
+    plain = loso(x, y, speakers, extra, c)["uar_mean"] if augments else None
 
-    xt, yt = (np.concatenate([x, x_r]), np.concatenate([y, y_r])) if use_ravdess else (x, y)
-    model = make_model(c).fit(xt, yt)
+    model = fit(e_data, y, r_data, y_r, sel, aug_data)
     args.out.mkdir(parents=True, exist_ok=True)
     export_onnx(model, x.shape[1], args.out / ONNX_NAME)
     err = check_export(model, x, args.out / ONNX_NAME)
@@ -456,6 +485,7 @@ def main() -> None:
             "pooling": "mean+std over the frames covering the audio"
             + (f"; mean over those and the next {context} padding frames" if context else ""),
             "context_frames": context,
+            "augment": list(augments),
             "prosody": use_prosody,
             "prosody_features": list(PROSODY_NAMES) if use_prosody else [],
             "embedding_dim": int(x.shape[1]),
@@ -471,6 +501,7 @@ def main() -> None:
             "loso_accuracy": chosen["accuracy"],
             "loso_valence_accuracy": chosen["valence_accuracy"],
             "nested_loso_uar_mean": nested,
+            "loso_uar_mean_without_augment": plain,
             "variants_loso_uar_mean": sel["variants"],
             "holdout": holdout,
             "onnx_max_abs_prob_diff": err,
@@ -485,6 +516,9 @@ def main() -> None:
             "valence is the expected per-class valence (MOSI scale); valence_std is "
             "sqrt(class variance + base_std^2).",
             "holdout: the same selection and fit without those speakers, scored once on them.",
+            "augment: every training clip also in three views (0.9x and 1.1x speed, white "
+            "noise at 15 dB SNR; edge_msa/training/voice_augment.py); scores are always on the "
+            "original clips of speakers left out of the fit.",
             "pooling_study.json compares poolings of the encoder window (held-out 03+08, "
             "LOSO, nested LOSO). Every EmoDB clip lasts 2.0 s, so how the context mean "
             "(audio frames plus the padding frames after them) behaves for other "

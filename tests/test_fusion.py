@@ -387,8 +387,27 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
     assert again["rendered"] == 0 and again["cached_before"] == 2
     from edge_msa.training.spoken import load
 
-    rows = load(cache / labels.parent.name / "test")
+    folder = cache / labels.parent.name / "test"
+    rows = load(folder)
     assert len(rows) == 2
     for row in rows:
         assert row["audio_tokens"].shape[1] == 384 and row["voice_probs"].shape == (7,)
         assert row["asr_state"] in ("present", "simulated", "absent") and row["seconds"] > 1
+
+    # A sentence scored by another voice head: training refuses it, a rebuild
+    # hears it again (no decoding) and gets the same probabilities back.
+    from edge_msa.evaluation.labels import read_labels
+    from edge_msa.training.joint import load_sentences
+
+    victim = sorted(folder.glob("*.npz"))[0]
+    with np.load(victim) as z:
+        before = {k: z[k] for k in z.files}
+    np.savez(victim, **{**before, "voice_head": "0ld0head", "voice_probs": np.zeros(7)})
+    with pytest.raises(ConfigError, match="another voice head"):
+        load_sentences(read_labels(labels, "test"), folder, texts=None)
+    third = json.loads(cli(*args).stdout.splitlines()[-1])
+    assert third["revoiced"] == 1 and third["rendered"] == 0
+    with np.load(victim) as z:
+        assert str(z["voice_head"]) == str(before["voice_head"])
+        np.testing.assert_allclose(z["voice_probs"], before["voice_probs"], atol=1e-5)
+        assert str(z["asr_text"]) == str(before["asr_text"])

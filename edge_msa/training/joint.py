@@ -157,6 +157,8 @@ def load_sentences(
 ) -> Sentences:
     rng = np.random.default_rng(seed)
     heard = spoken.load(spoken_folder, [r.id for r in rows]) if spoken_folder else []
+    if heard:
+        _check_voice_head(heard, spoken_folder)
     by_id = {h["id"]: h for h in heard}
     dropped = [drop_words(r.text, rng.uniform(0.1, 0.5), rng) for r in rows]
     speech = np.full(len(rows), -1)
@@ -178,6 +180,19 @@ def load_sentences(
         if spoken_rows
         else np.zeros((0, 7), np.float32),
     )
+
+
+def _check_voice_head(heard: list[dict], folder: Path) -> None:
+    """The cached voice probabilities must come from the shipped voice head."""
+    from edge_msa.config import ConfigError
+
+    head = spoken.voice_head_id()
+    stale = sum(h.get("voice_head") != head for h in heard)
+    if stale:
+        raise ConfigError(
+            f"{folder}: {stale} sentences carry voice probabilities from another voice head; "
+            "run `edge-msa corpus spoken` for this split again (it re-hears only those)"
+        )
 
 
 class Witnesses:

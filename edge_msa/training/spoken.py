@@ -9,7 +9,9 @@ its confidence and state, the real text and the label.
 
 Resumable (a sentence whose file exists is skipped; files are written under
 a temporary name and renamed) and parallel over processes, each with its
-own single-threaded models.
+own single-threaded models. Each file records which voice head scored it;
+after the head changes, a rebuild hears the stale sentences again (one
+encoder pass, no decoding) and replaces only their voice probabilities.
 """
 
 from __future__ import annotations
@@ -87,6 +89,21 @@ def sentence_file(folder: Path, sentence_id: str) -> Path:
     return folder / f"{sentence_id.replace('/', '_')}.npz"
 
 
+def voice_head_id() -> str:
+    """The shipped voice head's file, by sha256 prefix: what scored ``voice_probs``."""
+    from edge_msa.encoders.voice import default_model_dir
+    from edge_msa.models import load_manifest
+
+    folder = default_model_dir()
+    head = folder / load_manifest(folder, "scripts/train_voice.py")["file"]
+    return hashlib.sha256(head.read_bytes()).hexdigest()[:8]
+
+
+def stored_voice_head(path: Path) -> str | None:
+    with np.load(path) as z:
+        return str(z["voice_head"]) if "voice_head" in z.files else None
+
+
 class Listener:
     """The runtime's audio path for one sentence: ASR + voice stage + fusion tokens."""
 
@@ -96,6 +113,7 @@ class Listener:
 
         self.asr = SpeechRecognizer(threads=threads)
         self.voice = VoiceEncoder(default_model_dir(), threads=1)
+        self.voice_head = voice_head_id()
 
     def hear(self, audio: np.ndarray, transcribe: bool = True) -> dict[str, object]:
         from edge_msa.encoders.asr import duration_frames
@@ -105,6 +123,7 @@ class Listener:
         out: dict[str, object] = {
             "audio_tokens": audio_tokens(frames, duration_frames(len(audio))).astype(np.float16),
             "voice_probs": features.probs,
+            "voice_head": self.voice_head,
             "seconds": len(audio) / SAMPLE_RATE,
         }
         if transcript is not None:
@@ -148,27 +167,53 @@ def _render(row: LabelRow, folder: Path) -> float:
     return float(heard["seconds"])
 
 
+def _revoice(row: LabelRow, folder: Path) -> float:
+    """Hear a cached sentence again with the current voice head; keep the rest."""
+    assert _listener is not None
+    target = sentence_file(folder, row.id)
+    with np.load(target) as z:
+        cached = {k: z[k] for k in z.files}
+    voice = Voice(str(cached["voice"]), int(cached["rate"]), int(cached["pitch"]))
+    heard = _listener.hear(speak(str(cached["text"]), voice), transcribe=False)
+    cached.update(voice_probs=heard["voice_probs"], voice_head=heard["voice_head"])
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez(tmp, **cached)
+    tmp.rename(target)
+    return float(heard["seconds"])
+
+
 def build(rows: list[LabelRow], folder: Path, jobs: int, progress: bool = True) -> dict:
-    """Render every row not cached yet; returns counts and throughput."""
+    """Render every row not cached yet and re-hear those another voice head
+    scored; returns counts and throughput."""
     from tqdm import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in rows if not sentence_file(folder, r.id).exists()]
+    head = voice_head_id()
+    todo, stale = [], []
+    for r in rows:
+        f = sentence_file(folder, r.id)
+        if not f.exists():
+            todo.append(r)
+        elif stored_voice_head(f) != head:
+            stale.append(r)
     start, seconds = time.perf_counter(), 0.0
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
         futures = [pool.submit(_render, r, folder) for r in todo]
-        bar = tqdm(total=len(todo), unit="sent", disable=not progress, smoothing=0.05)
+        futures += [pool.submit(_revoice, r, folder) for r in stale]
+        bar = tqdm(total=len(futures), unit="sent", disable=not progress, smoothing=0.05)
         for fut in as_completed(futures):
             seconds += fut.result()
             bar.update(1)
         bar.close()
     wall = time.perf_counter() - start
+    done = len(futures)
     return {
         "cached_before": len(rows) - len(todo),
         "rendered": len(todo),
+        "revoiced": len(stale),
         "wall_s": round(wall, 1),
-        "sentences_per_s": round(len(todo) / wall, 3) if todo else None,
-        "speech_s_per_wall_s": round(seconds / wall, 2) if todo else None,
+        "sentences_per_s": round(done / wall, 3) if done else None,
+        "speech_s_per_wall_s": round(seconds / wall, 2) if done else None,
     }
 
 
