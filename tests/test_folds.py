@@ -71,6 +71,8 @@ def test_missing_or_unfolded_models_name_the_config_field(tmp_path):
         FoldedTextBank([_fold_model(tmp_path, 0), _fold_model(tmp_path, 0)], tmp_path)
     with pytest.raises(ConfigError, match="data.text_folds"):
         FoldedTextBank([_fold_model(tmp_path, 0), _fold_model(tmp_path, None)], tmp_path)
+    with pytest.raises(ConfigError, match="train_text_fold.sh"):
+        FoldedTextBank([_fold_model(tmp_path, 0), tmp_path / "not-there"], tmp_path)
 
 
 def test_train_text_fold_keeps_the_other_folds_videos():

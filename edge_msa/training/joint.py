@@ -102,6 +102,12 @@ class FoldedTextBank:
     def __init__(self, model_dirs: list[Path], cache: Path | None = None) -> None:
         from edge_msa.config import ConfigError
 
+        for d in model_dirs:
+            if not (Path(d) / "manifest.json").is_file():
+                raise ConfigError(
+                    f"data.text_folds: {d} holds no text model; train the folds with "
+                    f"scripts/train_text_fold.sh K {len(model_dirs)} (K = 0..{len(model_dirs) - 1})"
+                )
         banks_ = [TextBank(d, cache) for d in model_dirs]
         folds = [b.manifest.get("fold") or {} for b in banks_]
         count = len(banks_)
