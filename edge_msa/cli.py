@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--fer2013", required=True, help="npz with images (N,48,48) and labels")
     voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
     voice.add_argument("--emodb", required=True, help="folder of EmoDB-named wav files")
+    voice.add_argument("--speakers", help="only these EmoDB speakers, e.g. 03,08")
+    voice.add_argument(
+        "--model", help="voice head folder (default models/voice; scripts/train_voice.py --out)"
+    )
     for p in (face, voice):
         p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
         p.add_argument("--plot", metavar="DIR", help="write a confusion-matrix PNG here")
@@ -456,7 +460,12 @@ def _eval_face(args: argparse.Namespace) -> int:
 def _eval_voice(args: argparse.Namespace) -> int:
     from edge_msa.evaluation.voice_eval import evaluate_voice, format_voice_table
 
-    metrics = evaluate_voice(args.emodb, backend=args.backend)
+    speakers = [s for s in args.speakers.split(",") if s] if args.speakers else None
+    try:
+        metrics = evaluate_voice(args.emodb, args.model, args.backend, speakers=speakers)
+    except FileNotFoundError as e:
+        print(f"edge-msa: {e}", file=sys.stderr)
+        return 2
     return _report(args, metrics, format_voice_table(metrics), "voice")
 
 

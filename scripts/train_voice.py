@@ -55,7 +55,7 @@ from edge_msa.types import VOICE_EMOTIONS  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODEL_NAME = "edge-msa-voice-whisper-tiny-lr"
-MODEL_VERSION = "0.2.0"
+MODEL_VERSION = "0.3.0"
 ONNX_NAME = "voice_head.onnx"
 # Below 0.1 LOSO UAR fell steadily (0.73 at 0.003, 0.77 at 0.03); above it, it is flat.
 # 0.03 helps the wider embeddings with the context mean.

@@ -164,3 +164,27 @@ def test_emodb_speakers_are_recognised(asr, voice):
         hits += VOICE_EMOTIONS[int(np.argmax(probs))] == emotion
     assert len(picked) == len(VOICE_EMOTIONS)
     assert hits >= 5
+
+
+@pytest.mark.data
+def test_eval_voice_scores_only_the_chosen_speakers_with_the_chosen_head(tmp_path):
+    """`eval voice --speakers --model`: the held-out measurement from outside
+    (a head trained with --exclude-speakers, scored on those speakers)."""
+    import json
+
+    from edge_msa.evaluation.voice_eval import emodb_files
+
+    from .conftest import cli
+
+    folder = tmp_path / "emodb"
+    folder.mkdir()
+    for speaker in ("03", "08"):
+        for path in emodb_files(need_data("emodb"), speakers=(speaker,))[:2]:
+            (folder / path.name).symlink_to(path)
+    res = cli("eval", "voice", "--emodb", str(folder), "--speakers", "08",
+              "--model", str(default_model_dir()), "--json")
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout.splitlines()[-1])
+    assert metrics["n"] == 2 and list(metrics["per_speaker_uar"]) == ["08"]
+    res = cli("eval", "voice", "--emodb", str(folder), "--speakers", "99")
+    assert res.returncode == 2 and "speakers 99" in res.stderr

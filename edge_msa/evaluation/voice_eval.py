@@ -65,7 +65,8 @@ def emodb_files(emodb_dir: Path, speakers: Iterable[str] | None = None) -> list[
         wanted = set(speakers)
         files = [f for f in files if f.name[:2] in wanted]
     if not files:
-        raise FileNotFoundError(f"no EmoDB .wav files in {root}")
+        which = f" of speakers {','.join(sorted(set(speakers)))}" if speakers is not None else ""
+        raise FileNotFoundError(f"no EmoDB .wav files{which} in {root}")
     return files
 
 
