@@ -99,8 +99,10 @@ def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
 
 
 def voice_bank(data: Path) -> dict[str, np.ndarray]:
-    """``probs`` (N, 7) leave-one-speaker-out and ``emotions`` (N,) str."""
+    """``probs`` (N, 7) leave-one-speaker-out and ``emotions`` (N,) str, with the
+    shipped head's recipe (its C and augmented views, models/voice/manifest.json)."""
     from edge_msa.encoders.voice import default_model_dir
+    from edge_msa.models import load_manifest
 
     head = default_model_dir() / "voice_head.onnx"
     cache = cache_root() / f"voice_{_sha8(head)}.npz"
@@ -109,26 +111,32 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     from edge_msa.encoders.voice import embed
     from edge_msa.evaluation.voice_eval import load_audio_16k
     from edge_msa.training.spoken import Listener
+    from edge_msa.training.voice_augment import augment
 
+    settings = load_manifest(default_model_dir(), "scripts/train_voice.py")["settings"]
+    views = ("", *settings.get("augment", ()))
     clips = _voice_clips(data)
     listener = Listener(threads=os.cpu_count() or 1)
-    emb = []
-    for path, _, _ in clips:
-        audio = load_audio_16k(path)
-        _, frames = listener.asr.recognise(audio, transcribe=False)
-        v = listener.voice
-        emb.append(embed(frames, audio, v.use_prosody, v.context_frames))
-    x = np.stack(emb)
+    v = listener.voice
+    emb = np.zeros((len(views), len(clips), v.embedding_dim), np.float32)
+    for i, (path, _, _) in enumerate(clips):
+        original = load_audio_16k(path)
+        for j, view in enumerate(views):
+            audio = augment(original, view, path.name) if view else original
+            _, frames = listener.asr.recognise(audio, transcribe=False)
+            emb[j, i] = embed(frames, audio, v.use_prosody, v.context_frames)
     speakers = np.array([c[1] for c in clips])
     y = np.array([VOICE_EMOTIONS.index(c[2]) for c in clips])
-    probs = _loso_probs(x, y, speakers)
+    probs = _loso_probs(emb, y, speakers, float(settings["C"]))
     out = {"probs": probs.astype(np.float32), "emotions": np.array([c[2] for c in clips])}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
 
 
-def _loso_probs(x: np.ndarray, y: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+def _loso_probs(views: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float) -> np.ndarray:
+    """``views`` (V, N, D): the clips (view 0) and their augmented views, which
+    only ever join the training folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -137,10 +145,10 @@ def _loso_probs(x: np.ndarray, y: np.ndarray, speakers: np.ndarray) -> np.ndarra
     for s in np.unique(speakers):
         test = speakers == s
         model = make_pipeline(
-            StandardScaler(), LogisticRegression(C=0.03, class_weight="balanced", max_iter=3000)
+            StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
         )
-        model.fit(x[~test], y[~test])
-        probs[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
+        model.fit(np.concatenate(views[:, ~test]), np.tile(y[~test], len(views)))
+        probs[np.ix_(test, model.classes_)] = model.predict_proba(views[0, test])
     return probs
 
 

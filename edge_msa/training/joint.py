@@ -4,8 +4,11 @@ There is no public multimodal corpus with audio and video here, so the fusion
 model learns from an approximation, built like this (per sentence of a
 MOSI/MOSEI label file):
 
-- **text**: the real transcript's MiniLM embedding (from the shipped text
-  encoder) and the label (MOSI scale, the only label used for training);
+- **text**: the real transcript's MiniLM embedding and score (from the shipped
+  text encoder; for training sentences, with ``data.text_folds``, from the
+  cross-fitting fold model that never saw their video, see
+  :mod:`edge_msa.training.folds`) and the label (MOSI scale, the only label
+  used for training);
 - **speech**, where the spoken corpus has the sentence
   (:mod:`edge_msa.training.spoken`): the espeak-ng rendering's audio tokens
   and the ASR transcript's embedding with its state (present / simulated /
