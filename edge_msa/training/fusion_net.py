@@ -18,11 +18,13 @@ Small and edge-sized, after the seed paper's recipe:
 4. Heteroscedastic heads: each modality's token and the fused query give a
    mean and a log-variance. The text head starts from the text model's own
    score (the last text feature, :func:`edge_msa.fusion.features.text_feature`)
-   and learns a correction. The model trains on embeddings of sentences the
-   text model was fine-tuned on, which fit the labels better than new ones do
-   (the text model's MAE: 0.59 on MOSI train, 0.81 on MOSI dev); learning the
-   whole mapping from them made text alone worse than the text model (MOSI dev
-   0.85-0.86), and so did the score as one more input (0.857). The output is a
+   and learns a correction. Embeddings of sentences the text model was
+   fine-tuned on fit the labels better than new ones do (the text model's MAE:
+   0.59 on MOSI train, 0.81 on MOSI dev); learning the whole mapping from them
+   made text alone worse than the text model (MOSI dev 0.85-0.86), and so did
+   the score as one more input (0.857). With ``data.text_folds`` the training
+   sentences are scored out of sample instead (:mod:`edge_msa.training.folds`);
+   the head still starts from the score. The output is a
    mixture of the present heads, weighted by softmax(gate - log_var): the
    predicted precision and a learned gate that the fused query sets. Its
    variance is the mixture variance.

@@ -340,7 +340,8 @@ def corpus_data(cfg: TrainConfig):
         for s in cfg.data.valid
     }
     texts.save()
-    folded.save()
+    if folded is not texts:
+        folded.save()
     return (train, w_train), valid
 
 
