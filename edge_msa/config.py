@@ -1,16 +1,24 @@
-"""Configuration: pydantic models, loaded from TOML, then ``EDGE_MSA_*``
-environment variables, then CLI flags (each layer overrides the one before).
+"""Configuration: pydantic models, loaded from TOML, then secret files, then
+``EDGE_MSA_*`` environment variables, then CLI flags (each layer overrides the
+one before).
 
-Environment variables name a field by its path with ``__`` between levels,
-e.g. ``EDGE_MSA_MQTT__PORT=1884`` or ``EDGE_MSA_DEVICE_ID=kiosk-1``.
-``EDGE_MSA_DATA``, ``EDGE_MSA_MODELS`` and ``EDGE_MSA_TRT_CACHE`` are not config
-fields: they locate data sets, model folders and the TensorRT engine cache.
+Environment variables and secret files are read by pydantic-settings: a field
+is named by its path with ``__`` between levels (``EDGE_MSA_MQTT__PORT=1884``,
+``EDGE_MSA_DEVICE_ID=kiosk-1``), and lists are JSON
+(``EDGE_MSA_OUTPUT__SINKS='["mqtt","jsonl"]'``), so a value may hold commas.
+Secret files carry the same names in a secrets folder
+(``$EDGE_MSA_SECRETS_DIR``, else systemd's ``$CREDENTIALS_DIRECTORY``, else
+``/run/secrets``): a file ``edge_msa_mqtt__password`` holds the MQTT password.
+``EDGE_MSA_DATA``, ``EDGE_MSA_MODELS``, ``EDGE_MSA_TRT_CACHE`` and
+``EDGE_MSA_SECRETS_DIR`` are not config fields: they locate data sets, model
+folders, the TensorRT engine cache and the secrets folder.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.exceptions import SettingsError
 
 try:
     import tomllib
@@ -30,7 +40,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "EDGE_MSA_"
-NOT_CONFIG_ENV = {"EDGE_MSA_DATA", "EDGE_MSA_MODELS", "EDGE_MSA_TRT_CACHE"}
+NOT_CONFIG_ENV = {"EDGE_MSA_DATA", "EDGE_MSA_MODELS", "EDGE_MSA_TRT_CACHE", "EDGE_MSA_SECRETS_DIR"}
+SECRETS_DIRS = ("EDGE_MSA_SECRETS_DIR", "CREDENTIALS_DIRECTORY")  # then /run/secrets
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -100,7 +111,6 @@ class TextConfig(_Model):
 
 
 class MqttConfig(_Model):
-    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     prefix: str = "edge-msa"
@@ -234,42 +244,77 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Nested dict from ``EDGE_MSA_A__B=value`` variables."""
-    environ = dict(os.environ) if environ is None else environ
-    out: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key in NOT_CONFIG_ENV:
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        _set_path(out, path, _parse_env_value(value), key)
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment parsing over a given mapping (tests pass their own)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(
+            Config,
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            env_parse_none_str=None,
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``EDGE_MSA_A__B=value`` variables; raises ConfigError."""
+    ours = {
+        k: v
+        for k, v in environ.items()
+        if k.upper().startswith(ENV_PREFIX) and k.upper() not in NOT_CONFIG_ENV
+    }
+    for key in ours:  # pydantic-settings ignores names that match no field: a typo must not
+        top = key[len(ENV_PREFIX) :].lower().split("__")[0]
+        if top not in Config.model_fields:
+            raise ConfigError(
+                f"config error: environment variable {_printable(key)}: unknown field {top!r}; "
+                f"allowed: {', '.join(Config.model_fields)} (levels are joined by '__')"
+            )
+    try:
+        return _EnvSource(ours)()
+    except SettingsError as e:
+        raise ConfigError(_env_error(e, ours)) from None
+
+
+def _env_error(err: SettingsError, environ: Mapping[str, str]) -> str:
+    match = re.search(r'field "([^"]+)"', str(err))
+    field = match.group(1) if match else ""
+    names = sorted(k for k in environ if k.upper().startswith(f"{ENV_PREFIX}{field.upper()}"))
+    where = ", ".join(_printable(k) for k in names) or "EDGE_MSA_*"
+    return (
+        f"config error: environment variable {where} cannot be read as {field or 'a field'}: "
+        f"lists are JSON (EDGE_MSA_OUTPUT__SINKS='[\"mqtt\",\"jsonl\"]') and a section "
+        "cannot be both a value and a table"
+    )
+
+
+def secret_files(folder: Path) -> dict[str, str]:
+    """``EDGE_MSA_*`` files in a secrets folder as variables (first line of each)."""
+    out: dict[str, str] = {}
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for path in entries:
+        if path.is_file() and path.name.upper().startswith(ENV_PREFIX):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"config error: secret file {path} cannot be read: {e}") from None
+            out[path.name] = text.splitlines()[0] if text else ""
     return out
 
 
-def _parse_env_value(value: str) -> Any:
-    # Lists are given as comma-separated values, e.g. EDGE_MSA_OUTPUT__SINKS=mqtt,jsonl
-    return value.split(",") if "," in value else value
-
-
-def _set_path(tree: dict[str, Any], path: list[str], value: Any, key: str) -> None:
-    # EDGE_MSA_MQTT=x with EDGE_MSA_MQTT__PORT=1884 asks for mqtt to be both a
-    # value and a table: say so rather than let one silently win.
-    for depth, part in enumerate(path[:-1], 1):
-        tree = tree.setdefault(part, {})
-        if not isinstance(tree, dict):
-            raise ConfigError(_env_clash(key, path[:depth]))
-    if isinstance(tree.get(path[-1]), dict):
-        raise ConfigError(_env_clash(key, path))
-    tree[path[-1]] = value
-
-
-def _env_clash(key: str, path: list[str]) -> str:
-    where = ".".join(_printable(p) for p in path)
-    return (
-        f"config error: environment variable {_printable(key)} clashes with another "
-        f"EDGE_MSA_ variable: one sets {where} to a value, the other sets fields inside it; "
-        "unset one of them"
-    )
+def secrets_dir(environ: Mapping[str, str], default: bool) -> Path | None:
+    for name in SECRETS_DIRS:
+        if environ.get(name):
+            return Path(environ[name])
+    return Path("/run/secrets") if default else None
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -302,11 +347,18 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None,
     cli: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """TOML file, then environment, then CLI flags; raises ConfigError."""
+    """TOML file, then secret files, then environment, then CLI flags; raises ConfigError.
+
+    ``environ`` defaults to the process's environment (and ``/run/secrets``).
+    """
+    env = os.environ if environ is None else environ
     data: dict[str, Any] = read_toml(path) if path else {}
-    data = merge(data, env_overrides(environ))
+    folder = secrets_dir(env, default=environ is None)
+    if folder is not None:
+        data = merge(data, env_overrides(secret_files(folder)))
+    data = merge(data, env_overrides(env))
     data = merge(data, cli or {})
     try:
         return Config.model_validate(data)

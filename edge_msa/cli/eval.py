@@ -1,0 +1,173 @@
+"""`edge-msa eval text|speech|missing|face|voice`: a model on labelled data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_msa.cli.common import add_models, add_report, fail, setup_logging, use_models
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="evaluate a model on labelled data")
+    ev_sub = ev.add_subparsers(dest="what", required=True)
+    text = ev_sub.add_parser("text", help="the fusion model given only the transcripts")
+    speech = ev_sub.add_parser(
+        "speech", help="transcripts spoken by espeak-ng, heard as at run time"
+    )
+    speech.add_argument(
+        "--text",
+        default="simulated",
+        choices=["present", "simulated", "absent"],
+        help="what text the model gets besides the audio",
+    )
+    missing = ev_sub.add_parser("missing", help="fixed modality subsets and random missing rates")
+    for p in (text, speech, missing):
+        p.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
+        p.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
+        p.add_argument("--model", help="fusion model folder (default: the installed fusion)")
+        add_report(p, "write PNG plots here")
+    for p in (speech, missing):
+        p.add_argument(
+            "--limit",
+            type=int,
+            default=200 if p is missing else None,
+            help="a seeded random subset of N sentences",
+        )
+        p.add_argument("--jobs", type=int, help="processes for speaking and hearing")
+    for p in (text, missing):
+        p.add_argument(
+            "--encoder-only",
+            action="store_true",
+            help="the v0 path instead: encoder heads (+ inverse-variance fusion)",
+        )
+    face = ev_sub.add_parser("face", help="the face expression model on FER2013-style npz")
+    face.add_argument("--fer2013", required=True, help="npz with images (N,48,48) and labels")
+    voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
+    voice.add_argument("--emodb", required=True, help="folder of EmoDB-named wav files")
+    voice.add_argument("--speakers", help="only these EmoDB speakers, e.g. 03,08")
+    voice.add_argument(
+        "--model", help="voice head folder (default: the installed voice head)"
+    )
+    for p in (face, voice):
+        add_report(p, "write a confusion-matrix PNG here")
+    for name, p in (("text", text), ("speech", speech), ("missing", missing),
+                    ("face", face), ("voice", voice)):
+        add_models(p)
+        p.set_defaults(handler=handle, eval_handler=EVALS[name])
+
+
+def handle(args: argparse.Namespace) -> int:
+    setup_logging("WARNING")
+    use_models(args)
+    try:
+        return args.eval_handler(args)
+    except (OSError, ValueError, RuntimeError) as e:
+        return fail(e)
+
+
+def _eval_text(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.fusion_eval import evaluate_text
+
+    metrics = evaluate_text(args.labels, args.split, args.model, args.backend, args.encoder_only)
+    return _report_fusion(args, metrics)
+
+
+def _eval_speech(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.fusion_eval import evaluate_speech
+
+    metrics = evaluate_speech(
+        args.labels, args.split, args.text, args.limit, args.model, args.backend, args.jobs
+    )
+    return _report_fusion(args, metrics)
+
+
+def _eval_missing(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.fusion_eval import evaluate_missing
+
+    metrics = evaluate_missing(
+        args.labels, args.split, args.limit, args.model, args.backend, args.jobs, args.encoder_only
+    )
+    return _report_fusion(args, metrics)
+
+
+def _report_fusion(args: argparse.Namespace, metrics: dict) -> int:
+    from edge_msa.evaluation.report import format_table
+
+    arrays = metrics.pop("_arrays")
+    if "subsets" in metrics:
+        rows = {
+            **{f"subset {k}": v for k, v in metrics["subsets"].items()},
+            **{f"r={k}": v for k, v in metrics["random"].items()},
+            "random mean": metrics["random_mean"],
+        }
+        print(format_rows(rows))
+    else:
+        print(format_table(metrics))
+    if args.plot:
+        from edge_msa.evaluation import plots
+
+        out = [plots.calibration_png(*arrays, Path(args.plot) / "calibration.png")]
+        if "random" in metrics:
+            out.append(plots.robustness_png(metrics["random"], Path(args.plot) / "robustness.png"))
+        print("wrote " + ", ".join(map(str, out)), file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+def format_rows(rows: dict[str, dict]) -> str:
+    keys = ("mae", "corr", "acc2", "f1", "acc7", "coverage_1sigma", "coverage_2sigma")
+    heads = ("mae", "corr", "acc2", "f1", "acc7", "cov±1σ", "cov±2σ")
+    width = max(len(k) for k in rows)
+    lines = [f"{'':<{width}}  " + " ".join(f"{h:>8}" for h in heads)]
+    lines += [
+        f"{name:<{width}}  " + " ".join(f"{m[k]:8.4f}" for k in keys) for name, m in rows.items()
+    ]
+    return "\n".join(lines)
+
+
+def _eval_face(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.face_eval import evaluate_face, format_face_table
+    from edge_msa.models import model_dir
+
+    metrics = evaluate_face(args.fer2013, model_dir("face"), args.backend)
+    return _report(args, metrics, format_face_table(metrics), "face")
+
+
+def _eval_voice(args: argparse.Namespace) -> int:
+    from edge_msa.evaluation.voice_eval import evaluate_voice, format_voice_table
+
+    speakers = [s for s in args.speakers.split(",") if s] if args.speakers else None
+    metrics = evaluate_voice(args.emodb, args.model, args.backend, speakers=speakers)
+    return _report(args, metrics, format_voice_table(metrics), "voice")
+
+
+def _report(args: argparse.Namespace, metrics: dict, table: str, name: str) -> int:
+    print(table)
+    if args.plot:
+        from edge_msa.evaluation.plots import confusion_png
+        from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
+
+        labels = list(FACE_EMOTIONS if name == "face" else VOICE_EMOTIONS)
+        path = confusion_png(
+            metrics["confusion"],
+            labels,
+            f"{name} confusion",
+            Path(args.plot) / f"{name}_confusion.png",
+        )
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+EVALS = {
+    "text": _eval_text,
+    "speech": _eval_speech,
+    "missing": _eval_missing,
+    "face": _eval_face,
+    "voice": _eval_voice,
+}
