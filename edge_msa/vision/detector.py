@@ -50,10 +50,10 @@ import cv2
 import numpy as np
 
 from edge_msa.backends import Backend, create_session
+from edge_msa.models import model_dir as models_subdir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "face"
 CENTERFACE_FILE = "centerface.onnx"
 # Frames smaller than this cannot hold a face the expression model can read.
 MIN_SIDE = 16
@@ -61,6 +61,19 @@ MIN_SIDE = 16
 _STRIDE = 4
 
 DetectorKind = Literal["auto", "centerface", "haar"]
+
+
+def default_model_dir() -> Path:
+    """The face models' folder (detector and expression), from edge_msa.models."""
+    return models_subdir("face")
+
+
+def __getattr__(name: str) -> Path:
+    # DEFAULT_MODEL_DIR was a constant; it is resolved on each use so that
+    # EDGE_MSA_MODELS and --models set after import still apply.
+    if name == "DEFAULT_MODEL_DIR":
+        return default_model_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ class FaceDetector:
         width: int = 320,
         threshold: float = 0.5,
     ) -> None:
-        path = Path(model_dir or DEFAULT_MODEL_DIR) / CENTERFACE_FILE
+        path = Path(model_dir or default_model_dir()) / CENTERFACE_FILE
         if kind == "centerface" and not path.exists():
             raise FileNotFoundError(f"{path} not found: run scripts/vendor_centerface.py")
         if kind == "auto" and not path.exists():

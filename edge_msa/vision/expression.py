@@ -38,7 +38,7 @@ import numpy as np
 
 from edge_msa.backends import Backend, create_session
 from edge_msa.types import FACE_EMOTIONS, FaceObservation, VideoFrame
-from edge_msa.vision.detector import DEFAULT_MODEL_DIR, Detection, FaceDetector, as_bgr
+from edge_msa.vision.detector import Detection, FaceDetector, as_bgr, default_model_dir
 from edge_msa.vision.tracker import Box, PrimaryFaceTracker
 
 MODEL_FILE = "expression.int8.onnx"
@@ -54,6 +54,13 @@ FULL_QUALITY_SIDE = 64.0
 SHARPNESS_SCALE = 1000.0
 
 assert len(CLASS_VALENCE) == len(FACE_EMOTIONS)
+
+
+def __getattr__(name: str) -> Path:
+    # DEFAULT_MODEL_DIR was a constant: resolved on each use (see edge_msa.models).
+    if name == "DEFAULT_MODEL_DIR":
+        return default_model_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -110,7 +117,7 @@ class ExpressionModel:
         threads: int = 1,
         file: str = MODEL_FILE,
     ) -> None:
-        path = Path(model_dir or DEFAULT_MODEL_DIR) / file
+        path = Path(model_dir or default_model_dir()) / file
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} not found: run scripts/train_face.py (train, then export)"
