@@ -34,9 +34,9 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_msa.evaluation.labels import LabelRow, read_labels  # noqa: E402
-from edge_msa.evaluation.metrics import regression_metrics  # noqa: E402
-from edge_msa.training.folds import fold_of, parse_fold  # noqa: E402
+from edge_msa.data.labels import LabelRow, read_labels  # noqa: E402
+from edge_msa.data.metrics import regression_metrics  # noqa: E402
+from edge_msa.data.folds import fold_of, parse_fold  # noqa: E402
 from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -528,7 +528,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=parse_fold,
         metavar="K/N",
         help="a cross-fitting model: train without the videos of fold K of N "
-        "(edge_msa.training.folds), for the fusion training's text features",
+        "(edge_msa.data.folds), for the fusion training's text features",
     )
     return p.parse_args(argv)
 

@@ -49,7 +49,7 @@ from edge_msa.evaluation.voice_eval import (  # noqa: E402
     load_audio_16k,
 )
 from edge_msa.training.manifest import git_revision, rounded  # noqa: E402
-from edge_msa.training.voice_augment import AUGMENTS, augment  # noqa: E402
+from edge_msa.data.voice_augment import AUGMENTS, augment  # noqa: E402
 from edge_msa.types import VOICE_EMOTIONS  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edge_msa.config import ConfigError
+from edge_msa.data.folds import fold_of, parse_fold, video_of
+from edge_msa.data.joint import FoldedTextBank
 from edge_msa.encoders.text import default_model_dir
 from edge_msa.fusion.features import TEXT_DIM
-from edge_msa.training.folds import fold_of, parse_fold, video_of
-from edge_msa.training.joint import FoldedTextBank
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -284,7 +284,7 @@ def test_eval_speech_runs_the_audio_path(tmp_path, monkeypatch):
 
 
 def _witnesses():
-    from edge_msa.training.joint import Witnesses
+    from edge_msa.data.joint import Witnesses
 
     # faces: 3 images (happy, sad, neutral) x 2 variants; voices: 3 clips
     faces = {
@@ -308,7 +308,7 @@ def test_witnesses_match_the_sentence_polarity():
 
 
 def test_double_flow_gives_the_student_the_asr_text_or_none():
-    from edge_msa.training.joint import Sentences
+    from edge_msa.data.joint import Sentences
     from edge_msa.training.train_fusion import TrainConfig, corpus_flows
 
     s = Sentences(
@@ -336,7 +336,7 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
 def test_validation_hears_speech_as_eval_speech_does():
     """The asr/absent validation feeds carry the rendering's own voice and no
     face (as ``eval speech``), not a witness voice that matches the label."""
-    from edge_msa.training.joint import Sentences
+    from edge_msa.data.joint import Sentences
     from edge_msa.training.train_fusion import TrainConfig, validation_feeds
 
     own = np.full((1, 7), 1 / 7, np.float32)
@@ -385,7 +385,7 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
     assert json.loads(first.stdout.splitlines()[-1])["rendered"] == 2
     again = json.loads(cli(*args).stdout.splitlines()[-1])
     assert again["rendered"] == 0 and again["cached_before"] == 2
-    from edge_msa.training.spoken import load
+    from edge_msa.data.spoken import load
 
     folder = cache / labels.parent.name / "test"
     rows = load(folder)
@@ -396,8 +396,8 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
 
     # A sentence scored by another voice head: training refuses it, a rebuild
     # hears it again (no decoding) and gets the same probabilities back.
-    from edge_msa.evaluation.labels import read_labels
-    from edge_msa.training.joint import load_sentences
+    from edge_msa.data.joint import load_sentences
+    from edge_msa.data.labels import read_labels
 
     victim = sorted(folder.glob("*.npz"))[0]
     with np.load(victim) as z:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_msa.data.labels import LabelRow, read_labels
+from edge_msa.data.metrics import regression_metrics
 from edge_msa.encoders.text import TextEncoder, default_model_dir
 from edge_msa.evaluation.fusion_eval import evaluate_text
-from edge_msa.evaluation.labels import LabelRow, read_labels
-from edge_msa.evaluation.metrics import regression_metrics
 from edge_msa.evaluation.report import format_table
 
 REPO = Path(__file__).resolve().parents[1]

@@ -148,7 +148,7 @@ def test_emodb_speakers_are_recognised(asr, voice):
     EmoDB speaker, so this only shows the run-time path reproduces training
     (a broken resampler, pooling or class order would fall to chance, 0.14).
     The held-out numbers are in models/voice/manifest.json."""
-    from edge_msa.evaluation.voice_eval import emodb_files, emodb_label, load_audio_16k
+    from edge_msa.data.voice_corpus import emodb_files, emodb_label, load_audio_16k
 
     folder = need_data("emodb")
     files = emodb_files(folder, speakers=("03", "08"))
@@ -172,7 +172,7 @@ def test_eval_voice_scores_only_the_chosen_speakers_with_the_chosen_head(tmp_pat
     (a head trained with --exclude-speakers, scored on those speakers)."""
     import json
 
-    from edge_msa.evaluation.voice_eval import emodb_files
+    from edge_msa.data.voice_corpus import emodb_files
 
     from .conftest import cli
 

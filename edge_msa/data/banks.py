@@ -16,12 +16,12 @@ Both are cached (keyed by the model file's sha256) outside the repo.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from edge_msa.hashing import sha256_prefix
 from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
 
 # Which emotions stand for which sentiment polarity when pairing by sentiment.
@@ -43,7 +43,7 @@ def cache_root() -> Path:
 
 
 def _sha8(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+    return sha256_prefix(path)
 
 
 def augment(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -88,14 +88,10 @@ def face_bank(npz: Path, variants: int = 4, seed: int = 0) -> dict[str, np.ndarr
 
 def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
     """(path, speaker, emotion) for EmoDB and RAVDESS."""
-    from edge_msa.evaluation.voice_eval import RAVDESS_MAP, emodb_files, emodb_label
+    from edge_msa.data.voice_corpus import emodb_files, emodb_label, ravdess_clips
 
     clips = [(p, *emodb_label(p)) for p in emodb_files(data / "emodb")]
-    for p in sorted((data / "ravdess").glob("*.wav")):
-        parts = p.stem.split("-")
-        if len(parts) > 6 and parts[2] in RAVDESS_MAP:
-            clips.append((p, f"ravdess{parts[6]}", RAVDESS_MAP[parts[2]]))
-    return clips
+    return clips + ravdess_clips(data / "ravdess")
 
 
 def voice_bank(data: Path) -> dict[str, np.ndarray]:
@@ -108,12 +104,12 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     cache = cache_root() / f"voice_{_sha8(head)}.npz"
     if cache.exists():
         return dict(np.load(cache))
+    from edge_msa.data.spoken import Listener
+    from edge_msa.data.voice_augment import augment
+    from edge_msa.data.voice_corpus import VOICE_RECIPE, load_audio_16k
     from edge_msa.encoders.voice import embed
-    from edge_msa.evaluation.voice_eval import load_audio_16k
-    from edge_msa.training.spoken import Listener
-    from edge_msa.training.voice_augment import augment
 
-    settings = load_manifest(default_model_dir(), "scripts/train_voice.py")["settings"]
+    settings = load_manifest(default_model_dir(), VOICE_RECIPE)["settings"]
     views = ("", *settings.get("augment", ()))
     clips = _voice_clips(data)
     listener = Listener(threads=os.cpu_count() or 1)

@@ -4,9 +4,10 @@ The fusion model learns how far to trust the text model's score. Trained on
 the score of sentences the text model was fine-tuned on (in-sample MAE 0.59
 on MOSI train against 0.81 on dev), it learns to trust it too much. So the
 text features of training sentences come from fold models
-(``scripts/train_text.py --fold K/N``), each trained without one fold of
-videos: every training sentence is scored by a model that never saw its
-speaker, as the validation and run-time sentences are.
+(``scripts/train_text_fold.sh K N``: ``edge-msa train text --set fold=K/N``),
+each trained without one fold of videos: every training sentence is scored
+by a model that never saw its speaker, as the validation and run-time
+sentences are.
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@ MOSI/MOSEI label file):
 - **text**: the real transcript's MiniLM embedding and score (from the shipped
   text encoder; for training sentences, with ``data.text_folds``, from the
   cross-fitting fold model that never saw their video, see
-  :mod:`edge_msa.training.folds`) and the label (MOSI scale, the only label
+  :mod:`edge_msa.data.folds`) and the label (MOSI scale, the only label
   used for training);
 - **speech**, where the spoken corpus has the sentence
-  (:mod:`edge_msa.training.spoken`): the espeak-ng rendering's audio tokens
+  (:mod:`edge_msa.data.spoken`): the espeak-ng rendering's audio tokens
   and the ASR transcript's embedding with its state (present / simulated /
   absent). espeak-ng speaks without emotion: this audio carries the words;
 - **voice emotion**: the probabilities of an EmoDB or RAVDESS clip (leave-one-
-  speaker-out, :func:`edge_msa.training.banks.voice_bank`) whose acted
+  speaker-out, :func:`edge_msa.data.banks.voice_bank`) whose acted
   emotion matches the sentence's polarity, joined to the audio;
 - **vision**: a short sequence (4-16 frames) of augmented variants of one
   FER2013 face whose expression matches the polarity (FER Training faces for
@@ -34,18 +34,18 @@ modalities, not how it will score real multimodal video.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge_msa.evaluation.labels import LabelRow
+from edge_msa.data import banks, spoken
+from edge_msa.data.folds import fold_of
+from edge_msa.data.labels import LabelRow
 from edge_msa.fusion.features import TEXT_DIM, text_feature
+from edge_msa.hashing import sha256_prefix
 from edge_msa.models import load_manifest
-from edge_msa.training import banks, spoken
-from edge_msa.training.folds import fold_of
 
 POLARITIES = ("negative", "neutral", "positive")
 
@@ -71,9 +71,9 @@ class TextBank:
 
         model_dir = Path(model_dir or default_model_dir())
         self.encoder = TextEncoder(model_dir, threads=threads or os.cpu_count() or 1)
-        self.manifest = load_manifest(model_dir, "scripts/train_text.py")
+        self.manifest = load_manifest(model_dir, "edge-msa train text --config configs/text.toml")
         model_file = model_dir / self.manifest["file"]
-        sha = hashlib.sha256(model_file.read_bytes()).hexdigest()[:8]
+        sha = sha256_prefix(model_file)
         self.path = (cache or banks.cache_root()) / f"text_{sha}_{TEXT_DIM}.npz"
         self.rows: dict[str, np.ndarray] = {}
         if self.path.exists():
@@ -99,7 +99,7 @@ class TextBank:
 
 
 class FoldedTextBank:
-    """Cross-fitted features (:mod:`edge_msa.training.folds`): each row's text is
+    """Cross-fitted features (:mod:`edge_msa.data.folds`): each row's text is
     scored by the fold model trained without that row's video."""
 
     def __init__(self, model_dirs: list[Path], cache: Path | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Sentiment regression metrics, defined exactly as MMSA does.
+"""Metrics: sentiment regression exactly as MMSA defines it, and emotion classification.
 
 Mirrors ``MetricsTop.__eval_mosei_regression`` in thuiar/MMSA (which the MOSI
 variant calls) so that numbers are comparable with published tables, but with
@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from edge_msa.data.voice_corpus import VALENCE_GROUPS, valence_group
+from edge_msa.types import VOICE_EMOTIONS
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -70,4 +73,32 @@ def regression_metrics(pred: ArrayLike, truth: ArrayLike) -> dict[str, float]:
         "f1": _weighted_f1(nz_truth, nz_pred),
         "acc5": _multiclass_acc(np.clip(p, -2.0, 2.0), np.clip(t, -2.0, 2.0)),
         "acc7": _multiclass_acc(np.clip(p, -3.0, 3.0), np.clip(t, -3.0, 3.0)),
+    }
+
+
+def classification_metrics(
+    truth: list[str], probs: np.ndarray, labels: tuple[str, ...] = VOICE_EMOTIONS
+) -> dict:
+    """UAR, accuracy, per-class recall, confusion (rows true, columns predicted)
+    and 3-class valence accuracy (the group with the most probability mass)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    t = np.array([labels.index(e) for e in truth])
+    p = probs.argmax(axis=1)
+    confusion = np.zeros((len(labels), len(labels)), dtype=int)
+    np.add.at(confusion, (t, p), 1)
+    support = confusion.sum(axis=1)
+    recall = {
+        labels[i]: float(confusion[i, i] / support[i]) for i in range(len(labels)) if support[i]
+    }
+    groups = list(VALENCE_GROUPS)
+    group_of = np.array([groups.index(valence_group(e)) for e in labels])
+    mass = np.stack([probs[:, group_of == g].sum(axis=1) for g in range(len(groups))], axis=1)
+    return {
+        "n": int(len(t)),
+        "uar": float(np.mean(list(recall.values()))) if recall else 0.0,
+        "accuracy": float(np.mean(p == t)) if len(t) else 0.0,
+        "valence_accuracy": float(np.mean(mass.argmax(axis=1) == group_of[t])) if len(t) else 0.0,
+        "per_class_recall": recall,
+        "confusion": confusion.tolist(),
+        "labels": list(labels),
     }

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msa.evaluation.labels import LabelRow
+from edge_msa.data.labels import LabelRow
 from edge_msa.fusion.features import audio_tokens
+from edge_msa.hashing import sha256_prefix
 from edge_msa.types import SAMPLE_RATE
 
 # Voices that come with espeak-ng itself (no mbrola), with variants for pitch/timbre.
@@ -91,12 +92,13 @@ def sentence_file(folder: Path, sentence_id: str) -> Path:
 
 def voice_head_id() -> str:
     """The shipped voice head's file, by sha256 prefix: what scored ``voice_probs``."""
+    from edge_msa.data.voice_corpus import VOICE_RECIPE
     from edge_msa.encoders.voice import default_model_dir
     from edge_msa.models import load_manifest
 
     folder = default_model_dir()
-    head = folder / load_manifest(folder, "scripts/train_voice.py")["file"]
-    return hashlib.sha256(head.read_bytes()).hexdigest()[:8]
+    head = folder / load_manifest(folder, VOICE_RECIPE)["file"]
+    return sha256_prefix(head)
 
 
 def stored_voice_head(path: Path) -> str | None:

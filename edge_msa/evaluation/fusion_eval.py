@@ -60,7 +60,7 @@ def evaluate_text(labels, split=None, model_dir=None, backend="cpu", encoder_onl
 
 def _heard(labels, split, limit: int | None, jobs: int | None):
     """The rows, spoken and heard through the runtime's audio path (cached)."""
-    from edge_msa.training import spoken
+    from edge_msa.data import spoken
 
     rows = spoken.select(rows_of(labels, split), limit, seed=0)
     folder = spoken.corpus_folder(spoken.default_cache(), Path(labels), split or "all")
@@ -113,7 +113,7 @@ def evaluate_missing(
     """The joint corpus built from ``labels`` (spoken sentences, FER2013
     PublicTest faces, EmoDB/RAVDESS voices; see ``training/joint.py``):
     every fixed subset of modalities, and LNLN random missing rates."""
-    from edge_msa.training import banks, joint
+    from edge_msa.data import banks, joint
 
     data = Path(os.environ.get("EDGE_MSA_DATA", "../shared/datasets"))
     rows, heard = _heard(labels, split, limit, jobs)

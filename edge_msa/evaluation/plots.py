@@ -1,4 +1,5 @@
-"""PNG plots for `--plot DIR`; matplotlib is imported only when a plot is asked for."""
+"""PNG plots for `edge-msa eval ... --plot DIR`; matplotlib is imported only when a plot
+is asked for (:mod:`edge_msa.plots`)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display on a kiosk or in CI
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'edge-msa[dev]'") from None
-    return plt
+from edge_msa.plots import pyplot as _pyplot
+from edge_msa.plots import save as _save
 
 
 def confusion_png(confusion, labels: list[str], title: str, path: Path) -> Path:
@@ -39,15 +32,6 @@ def confusion_png(confusion, labels: list[str], title: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
     return path
 
 
@@ -83,21 +67,4 @@ def robustness_png(curve: dict[str, dict], path: Path, others: dict | None = Non
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
     axes[0].legend()
-    return _save(fig, path)
-
-
-def latency_png(stage_ms: dict[str, list[float]], path: Path) -> Path:
-    """Milliseconds per stage on one log axis (box: quartiles, whiskers: 5-95 %),
-    end of utterance to result first."""
-    plt = _pyplot()
-    order = ["total", *sorted(k for k in stage_ms if k != "total")]
-    names = [k for k in order if len(stage_ms.get(k, ()))][::-1]
-    values = [np.maximum(np.asarray(stage_ms[k], float), 0.01) for k in names]
-    labels = ["end of utterance to result" if k == "total" else k for k in names]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
-    ax.boxplot(values, vert=False, whis=(5, 95), showfliers=False)
-    ax.set_yticks(range(1, len(names) + 1), labels)
-    ax.set_xscale("log")
-    ax.set_xlabel("milliseconds per call (box: quartiles, whiskers: 5-95 %)")
-    ax.grid(axis="x", which="both", alpha=0.3)
     return _save(fig, path)

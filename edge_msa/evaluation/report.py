@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msa.evaluation.labels import read_labels, split_names
-from edge_msa.evaluation.metrics import regression_metrics
+from edge_msa.data.labels import read_labels, split_names
+from edge_msa.data.metrics import regression_metrics
 
 # Printed in this order; anything else in the dict follows alphabetically.
 _ORDER = (

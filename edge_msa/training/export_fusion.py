@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.fusion.features import FusionInputs, batch
+from edge_msa.hashing import sha256_file
 from edge_msa.training.fusion_net import INPUT_NAMES, OUTPUT_NAMES
 from edge_msa.training.manifest import git_revision, rounded
 
@@ -101,7 +101,7 @@ def fit_temperature(mean: np.ndarray, log_var: np.ndarray, y: np.ndarray) -> flo
 
 
 def metrics_of(out: dict[str, np.ndarray], y: np.ndarray, temperature: float) -> dict:
-    from edge_msa.evaluation.metrics import regression_metrics
+    from edge_msa.data.metrics import regression_metrics
 
     m = regression_metrics(out["mean"], y)
     std = np.exp(0.5 * out["log_var"]) * temperature
@@ -179,7 +179,7 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         "metrics_valid": metrics,
         **info,
         "git_revision": git_revision(),
-        "sha256": {chosen.name: hashlib.sha256((out_dir / chosen.name).read_bytes()).hexdigest()},
+        "sha256": {chosen.name: sha256_file(out_dir / chosen.name)},
     }
     (out_dir / "manifest.json").write_text(json.dumps(rounded(manifest), indent=2) + "\n")
     return manifest

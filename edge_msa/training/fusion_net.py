@@ -23,7 +23,7 @@ Small and edge-sized, after the seed paper's recipe:
    0.59 on MOSI train, 0.81 on MOSI dev); learning the whole mapping from them
    made text alone worse than the text model (MOSI dev 0.85-0.86), and so did
    the score as one more input (0.857). With ``data.text_folds`` the training
-   sentences are scored out of sample instead (:mod:`edge_msa.training.folds`);
+   sentences are scored out of sample instead (:mod:`edge_msa.data.folds`);
    the head still starts from the score. The output is a
    mixture of the present heads, weighted by softmax(gate - log_var): the
    predicted precision and a learned gate that the fused query sets. Its

@@ -309,8 +309,8 @@ def elapsed(start: float) -> float:
 
 def corpus_data(cfg: TrainConfig):
     """(train Sentences, train Witnesses), {name: (Sentences, Witnesses)} for validation."""
-    from edge_msa.evaluation.labels import read_labels
-    from edge_msa.training import banks, joint
+    from edge_msa.data import banks, joint
+    from edge_msa.data.labels import read_labels
 
     root = Path(cfg.data.root)
     cache = Path(cfg.data.spoken_cache) if cfg.data.spoken_cache else None
@@ -346,7 +346,7 @@ def corpus_data(cfg: TrainConfig):
 
 
 def concat_sentences(parts):
-    from edge_msa.training.joint import Sentences
+    from edge_msa.data.joint import Sentences
 
     offsets = np.cumsum([0] + [len(p.audio) for p in parts])[:-1]
     return Sentences(
@@ -439,7 +439,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     import torch
     from tqdm import tqdm
 
-    from edge_msa.evaluation.metrics import regression_metrics
+    from edge_msa.data.metrics import regression_metrics
     from edge_msa.training.fusion_net import build, parameter_count
 
     torch.set_num_threads(cfg.threads)
