@@ -425,7 +425,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--models",
         type=Path,
-        help="models folder (default: $EDGE_MSA_MODELS or the repository's models/)",
+        help="models folder (default: $EDGE_MSA_MODELS or the models installed with edge-msa)",
     )
     p.add_argument(
         "--only",
@@ -470,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = args.cache or Path(os.environ.get("EDGE_MSA_TRT_CACHE", DEFAULT_ENGINE_CACHE))
     os.environ["EDGE_MSA_TRT_CACHE"] = str(cache)  # read by edge_msa.backends.providers_for
-    root = args.models or Path(os.environ.get("EDGE_MSA_MODELS", REPO / "models"))
+    from edge_msa.models import models_root
+
+    root = args.models or models_root().path  # what `edge-msa run` loads
     models = {
         k: p for k, p in all_models(root).items() if not args.only or any(t in k for t in args.only)
     }
