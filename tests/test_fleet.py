@@ -1,11 +1,13 @@
 """docs/fleet.md: two devices, one broker, two consumers in one MQTT 5 shared
 subscription group. Every result is handled exactly once across the group, both
-members do some of the work, and both see every device's availability."""
+members do some of the work, and both see every device's availability; and a
+site broker bridged to the central one with the doc's own bridge settings."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ from edge_msa.publishing.mqtt import MqttPublisher
 from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.result import build_result
 from edge_msa.types import Estimate, ModalityState
-from tests.conftest import REPO
+from tests.conftest import REPO, Broker
 
 CONSUMER = REPO / "examples" / "fleet_consumer.py"
 GROUP = "$share/workers/edge-msa/+/sentiment"
@@ -118,3 +120,54 @@ def test_two_consumers_share_the_fleets_results_each_handled_once(tmp_path, brok
     for c in consumers:
         states = {(e["device_id"], e["state"]) for e in c.of("availability")}
         assert states >= {(d, s) for d in DEVICES for s in ("online", "offline")}, states
+
+
+def bridge_conf(central_port: int) -> list[str]:
+    """docs/fleet.md's bridge block, pointed at the test's central broker (no TLS or
+    credentials here: those lines are dropped)."""
+    text = (REPO / "docs" / "fleet.md").read_text()
+    block = text.split("# /etc/mosquitto/conf.d/bridge.conf")[1].split("\n\n")[0]
+    lines = []
+    for raw in block.splitlines()[1:]:
+        line = re.sub(r"(^|\s+)#\s.*$", "", raw).strip()  # comments; keeps edge-msa/#
+        if not line or line.startswith(("bridge_cafile", "remote_")):
+            continue
+        if line.startswith("address"):
+            line = f"address 127.0.0.1:{central_port}"
+        lines.append(line)
+    return lines
+
+
+def test_a_site_bridged_to_the_central_broker_as_docs_fleet_md_says(tmp_path, broker, subscribe):
+    """A device talks to its site's Mosquitto, bridged to the central one with the
+    doc's settings: results, retained availability and the bridge's own state
+    reach the central broker; when the bridge drops, its state says so."""
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    site = Broker(site_dir)
+    conf = bridge_conf(broker.port)
+    assert any(x.startswith("connection ") for x in conf) and "topic edge-msa/# out 1" in conf
+    site.configure(*conf)
+    central = subscribe(broker.port, "edge-msa/#")
+    bridge = subscribe(broker.port, "$SYS/broker/connection/+/state")  # '#' skips $SYS
+    site.start()
+    try:
+        ids = fill_outbox(tmp_path / "d.sqlite", "lobby")
+
+        async def device() -> int:
+            pub = MqttPublisher(MqttConfig(port=site.port), "lobby", Outbox(tmp_path / "d.sqlite"))
+            pub.start()
+            await asyncio.sleep(0.5)
+            return await pub.stop(20)
+
+        assert asyncio.run(device()) == 0
+        assert central.wait_for(lambda: len(central.results()) >= len(ids), 20)
+        assert [r["id"] for r in central.results()] == ids
+        # A late subscriber on the central broker gets the device's state, retained.
+        late = subscribe(broker.port, "edge-msa/+/availability")
+        assert late.wait_for(lambda: late.on("/availability") == [(b"offline", True)], 5)
+        assert bridge.wait_for(lambda: [p for p, _ in bridge.on("/state")][-1:] == [b"1"], 5)
+    finally:
+        site.kill()
+    # The site is gone: the will of its bridge tells the central broker.
+    assert bridge.wait_for(lambda: bridge.on("/state")[-1][0] == b"0", 10), bridge.on("/state")
