@@ -181,6 +181,17 @@ class RuntimeConfig(_Model):
         0, ge=0, le=65535, description="serve /metrics and /healthz on this port; 0: off"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics server binds")
+    stall_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="a stage (VAD, recogniser, publisher) with work waiting and no progress "
+        "for this long is stalled: /healthz answers 503 and systemd's watchdog gets no ping",
+    )
+    listen: bool = Field(
+        True,
+        description="false: start muted (audio and frames dropped until <prefix>/<device_id>"
+        "/listen/set gets ON)",
+    )
 
 
 class Config(_Model):
