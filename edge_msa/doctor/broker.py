@@ -15,7 +15,7 @@ TIMEOUT_S = 5.0
 
 def check_broker(cfg: Config) -> list[Check]:
     m = cfg.mqtt
-    needed = "mqtt" in cfg.output.sinks and m.enabled
+    needed = "mqtt" in cfg.output.sinks
     fail = "FAIL" if needed else "warn"
     where = f"{m.host}:{m.port}"
     name = "broker"
