@@ -72,11 +72,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _flag(run, "--ha-discovery", "mqtt.ha_discovery", True,
           "publish Home Assistant MQTT discovery configs (retained)")
     run.add_argument(
+        "--listen",
+        dest="runtime.listen",
+        type=_on_off,
+        metavar="on|off",
+        help="off: start muted (nothing analysed until ON on <prefix>/<device_id>/listen/set)",
+    )
+    run.add_argument(
         "--ha-discovery-remove",
         action="store_true",
         help="clear this device's Home Assistant discovery configs and exit",
     )
     run.set_defaults(handler=handle)
+
+
+def _on_off(value: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value.lower() == "on"
 
 
 def _flag(p: argparse.ArgumentParser, name: str, dest: str, value: bool, help: str) -> None:
