@@ -18,6 +18,7 @@ from edge_msa.publishing import ha
 from edge_msa.publishing.mqtt import MqttPublisher
 from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.result import RESULT_SCHEMA, build_result
+from edge_msa.runtime.listen import Listen
 from edge_msa.types import ModalityState
 from tests.conftest import cli
 
@@ -68,10 +69,10 @@ def _real_result(device_id: str) -> dict:
     return payload
 
 
-def _configs(sub) -> dict[str, dict]:
+def _configs(sub, kind: str = "sensor") -> dict[str, dict]:
     out = {}
     for topic, payload, _ in list(sub.messages):
-        if topic.endswith("/config") and payload:
+        if topic.endswith("/config") and payload and topic.split("/")[1] == kind:
             out[topic.split("/")[-2]] = json.loads(payload)
     return out
 
@@ -88,7 +89,7 @@ def test_discovery_configs_render_and_republish_on_ha_birth(tmp_path, broker, su
     async def go() -> int:
         pub = MqttPublisher(cfg, device_id, box)
         pub.start()
-        n = len(ha.SENSORS)
+        n = len(ha.SENSORS)  # no control topic here (no Listen): sensors only
         assert await asyncio.to_thread(sub.wait_for, lambda: len(sub.messages) >= n, 10)
         # Home Assistant restarts and announces itself: every config comes again.
         import paho.mqtt.publish as publish
@@ -147,13 +148,15 @@ def test_remove_publishes_empty_retained_configs(tmp_path, broker, subscribe):
     box = Outbox(tmp_path / "o.sqlite")
 
     async def publish_configs() -> None:
-        pub = MqttPublisher(cfg, "kiosk", box)
+        pub = MqttPublisher(cfg, "kiosk", box, listen=Listen(controlled=True))
         pub.start()
         await pub.stop(10)
 
     asyncio.run(publish_configs())
+    entities = len(OBJECTS) + 1  # the sensors and the listen switch
     before = subscribe(broker.port, "homeassistant/#")  # gets the retained configs
-    assert before.wait_for(lambda: len(before.messages) == len(OBJECTS), 5)
+    assert before.wait_for(lambda: len(before.messages) == entities, 5)
+    assert len(_configs(before, "switch")) == 1
     proc = cli(
         "run",
         "--ha-discovery-remove",
@@ -164,10 +167,8 @@ def test_remove_publishes_empty_retained_configs(tmp_path, broker, subscribe):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"removed {len(OBJECTS)}" in proc.stdout
-    assert before.wait_for(
-        lambda: sum(1 for m in before.messages if m[1] == b"") == len(OBJECTS), 5
-    )
+    assert f"removed {entities}" in proc.stdout
+    assert before.wait_for(lambda: sum(1 for m in before.messages if m[1] == b"") == entities, 5)
     after = subscribe(broker.port, "homeassistant/#")
     after.client.loop_stop()  # nothing retained is left to arrive
     assert after.messages == []

@@ -1,7 +1,10 @@
-"""Home Assistant MQTT discovery: one retained sensor config per published field.
+"""Home Assistant MQTT discovery: one retained sensor config per published field,
+and a switch for the control topic.
 
 Each sensor reads the device's ``sentiment`` topic with a ``value_template``,
-so Home Assistant needs nothing but the broker. The configs are retained and
+so Home Assistant needs nothing but the broker. The ``Listening`` switch
+sends ``ON``/``OFF`` to ``<prefix>/<device_id>/listen/set`` and shows the
+retained state of ``<prefix>/<device_id>/listen``. The configs are retained and
 sent again whenever Home Assistant announces ``online`` on
 ``<ha_prefix>/status`` (it forgets non-retained state when it restarts, and a
 user may have cleared the retained ones). Removing the device publishes an
@@ -89,20 +92,35 @@ def status_topic(cfg: MqttConfig) -> str:
     return f"{cfg.ha_prefix}/status"
 
 
+SWITCH_ID = "listen"
+
+
 def config_topic(cfg: MqttConfig, device_id: str, sensor: Sensor) -> str:
     return f"{cfg.ha_prefix}/sensor/{node_id(device_id)}/{sensor.object_id}/config"
 
 
-def discovery_messages(cfg: MqttConfig, device_id: str) -> list[tuple[str, str]]:
-    """(topic, JSON payload) for every sensor of this device."""
+def switch_topic(cfg: MqttConfig, device_id: str) -> str:
+    return f"{cfg.ha_prefix}/switch/{node_id(device_id)}/{SWITCH_ID}/config"
+
+
+def discovery_messages(
+    cfg: MqttConfig, device_id: str, switch: bool = True
+) -> list[tuple[str, str]]:
+    """(topic, JSON payload) for every sensor of this device, and its switch."""
     base = f"{cfg.prefix}/{device_id}"
     node = node_id(device_id)
-    device = {
-        "identifiers": [f"edge_msa_{node}"],
-        "name": f"edge-msa {device_id}",
-        "model": "edge-msa multimodal sentiment analyser",
-        "manufacturer": "edge-msa",
-        "sw_version": __version__,
+    common = {
+        "availability_topic": f"{base}/availability",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": [f"edge_msa_{node}"],
+            "name": f"edge-msa {device_id}",
+            "model": "edge-msa multimodal sentiment analyser",
+            "manufacturer": "edge-msa",
+            "sw_version": __version__,
+        },
+        "origin": {"name": "edge-msa", "sw_version": __version__},
     }
     out = []
     for sensor in SENSORS:
@@ -111,20 +129,31 @@ def discovery_messages(cfg: MqttConfig, device_id: str) -> list[tuple[str, str]]
             "name": sensor.name,
             "state_topic": f"{base}/sentiment",
             "value_template": sensor.template,
-            "availability_topic": f"{base}/availability",
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "device": device,
-            "origin": {"name": "edge-msa", "sw_version": __version__},
+            **common,
             **dict(sensor.extra),
         }
         out.append((config_topic(cfg, device_id, sensor), json.dumps(payload)))
+    if switch:
+        payload = {
+            "unique_id": f"edge_msa_{node}_{SWITCH_ID}",
+            "name": "Listening",
+            "command_topic": f"{base}/listen/set",
+            "state_topic": f"{base}/listen",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "state_on": "ON",
+            "state_off": "OFF",
+            "qos": 1,
+            "icon": "mdi:microphone",
+            **common,
+        }
+        out.append((switch_topic(cfg, device_id), json.dumps(payload)))
     return out
 
 
 def removal_messages(cfg: MqttConfig, device_id: str) -> list[tuple[str, str]]:
     """Empty retained payloads: Home Assistant deletes the entities."""
-    return [(config_topic(cfg, device_id, s), "") for s in SENSORS]
+    return [(t, "") for t, _ in discovery_messages(cfg, device_id, switch=True)]
 
 
 async def publish(client, messages: list[tuple[str, str]], timeout: float) -> None:

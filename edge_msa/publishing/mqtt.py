@@ -2,7 +2,9 @@
 
 Topics under ``<prefix>/<device_id>/``: ``sentiment`` (QoS 1, one message
 per result), ``availability`` (retained ``online``/``offline``, ``offline``
-also as the will) and ``status`` (retained JSON health summary).
+also as the will), ``status`` (retained JSON health summary), and the control
+topic ``listen/set`` (``ON``/``OFF``, read) with its state on ``listen``
+(retained, written).
 
 A result is removed from the outbox only after the broker's PUBACK. If the
 connection drops between the broker receiving a result and us seeing the
@@ -10,6 +12,14 @@ PUBACK, the result is sent again after the reconnect: consumers de-duplicate
 on ``id``. A dropped link is noticed at once (the socket closes, or the
 keepalive ping goes unanswered), not at the next publish: waiting for a
 result and waiting for a PUBACK both end when the connection does.
+
+Every outbox call runs on the outbox's own thread (``Outbox.call``), never
+on the event loop. A PUBACK's delete is queued there without waiting for it:
+the next read of what is pending comes after it, so nothing is sent twice.
+
+`edge-msa outbox flush` uses a publisher too, with ``flush=True``: its own
+client id (so the broker does not drop a running service's session), no
+will, no availability, no control topic; only a final ``stopped`` status.
 """
 
 from __future__ import annotations
@@ -20,13 +30,18 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from edge_msa.config import MqttConfig
 from edge_msa.publishing.outbox import Outbox
+from edge_msa.runtime import listen as listen_mod
+from edge_msa.runtime.health import StageClock
+
+if TYPE_CHECKING:
+    from edge_msa.runtime.listen import Listen
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +62,8 @@ class Topics:
         self.sentiment = f"{base}/sentiment"
         self.availability = f"{base}/availability"
         self.status = f"{base}/status"
+        self.listen = f"{base}/listen"
+        self.listen_set = f"{base}/listen/set"
 
 
 class MqttPublisher:
@@ -58,14 +75,20 @@ class MqttPublisher:
         device_id: str,
         outbox: Outbox,
         status: Callable[[], dict[str, object]] = dict,
+        listen: Listen | None = None,
+        flush: bool = False,
     ) -> None:
+        """``listen``: obey the control topic; ``flush``: `edge-msa outbox flush`."""
         self.cfg = cfg
         self.device_id = device_id
         self.topics = Topics(cfg.prefix, device_id)
         self.outbox = outbox
         self.status = status
+        self.listen = None if flush else listen
+        self.flush = flush
         self.published = 0
         self.connected = False
+        self.progress = StageClock()  # for the health check: PUBACKs while results wait
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()  # set by stop(): cut the backoff short
         self._closing = False
@@ -75,6 +98,7 @@ class MqttPublisher:
 
     def notify(self) -> None:
         """A new result is in the outbox."""
+        self.progress.arrived()
         self._wake.set()
 
     def status_changed(self) -> None:
@@ -93,7 +117,10 @@ class MqttPublisher:
                     return
             except (aiomqtt.MqttError, OSError) as e:  # OSError: password_file gone
                 was_connected, self.connected = self.connected, False
-                if self._given_up or (self._closing and self.outbox.count() == 0):
+                if self.listen is not None:
+                    self.listen.decide()  # the control topic cannot be read now: go on
+                left = await self._count()
+                if self._given_up or (self._closing and left == 0):
                     return
                 # Flushing at shutdown: the broker may be back any moment and the
                 # deadline is short; _finish says what stays, so no line per retry.
@@ -101,7 +128,7 @@ class MqttPublisher:
                 log.log(
                     logging.DEBUG if self._closing else logging.WARNING,
                     "%s; %d result(s) wait in the outbox; retrying in %.1f s",
-                    describe_failure(self.cfg, e, was_connected), self.outbox.count(), wait,
+                    describe_failure(self.cfg, e, was_connected), left, wait,
                 )
                 await self._backoff(wait)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
@@ -139,18 +166,30 @@ class MqttPublisher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        return self.outbox.count()
+        return await self._count()
+
+    async def _count(self) -> int:
+        return await self.outbox.call(self.outbox.count)
 
     def _on_connected(self) -> None:
         self.connected = True
+        self.progress.done(0)  # results that waited for the broker wait from now
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        await until_lost(
-            client, client.publish(self.topics.availability, "online", qos=1, retain=True)
-        )
-        await self._publish_status(client)
-        listener = await self._start_ha_discovery(client) if self.cfg.ha_discovery else None
+        if not self.flush:
+            await until_lost(
+                client, client.publish(self.topics.availability, "online", qos=1, retain=True)
+            )
+        if self.listen is not None:
+            await self._sync_listen(client)
+        if not self.flush:
+            await self._publish_status(client)
+        if self.cfg.ha_discovery and not self.flush:
+            await self._start_ha_discovery(client)
+        listener = None
+        if self.listen is not None or (self.cfg.ha_discovery and not self.flush):
+            listener = asyncio.create_task(self._messages(client), name="mqtt-messages")
         try:
             await self._serve_results(client)
         finally:
@@ -159,43 +198,83 @@ class MqttPublisher:
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await listener
 
-    async def _start_ha_discovery(self, client: aiomqtt.Client) -> asyncio.Task[None]:
+    async def _sync_listen(self, client: aiomqtt.Client) -> None:
+        """Read a retained command on ``listen/set`` before the sources start.
+
+        The broker sends a retained message right after the SUBACK; the SUBACK
+        of a second SUBSCRIBE comes after it, so once that one is back any
+        retained command is in the client's queue, and is handled here.
+        """
+        for _ in range(2):
+            await until_lost(client, client.subscribe(self.topics.listen_set, qos=1))
+        while len(client.messages):
+            await self._handle(client, await client.messages.__anext__())
+        self.listen.decide()
+        await self._publish_listen(client)
+
+    async def _start_ha_discovery(self, client: aiomqtt.Client) -> None:
         from edge_msa.publishing import ha
 
-        await ha.publish(
-            client, ha.discovery_messages(self.cfg, self.device_id), PUBLISH_TIMEOUT_S
-        )
+        await ha.publish(client, self._discovery(), PUBLISH_TIMEOUT_S)
         await client.subscribe(ha.status_topic(self.cfg), qos=1)
-        return asyncio.create_task(self._ha_birth(client), name="ha-birth")
 
-    async def _ha_birth(self, client: aiomqtt.Client) -> None:
-        """Home Assistant restarted (birth message ``online``): send the configs again."""
+    def _discovery(self) -> list[tuple[str, str]]:
         from edge_msa.publishing import ha
 
+        return ha.discovery_messages(self.cfg, self.device_id, switch=self.listen is not None)
+
+    async def _messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if message.topic.matches(ha.status_topic(self.cfg)) and message.payload == b"online":
-                log.info("Home Assistant is online: republishing discovery")
-                await ha.publish(
-                    client, ha.discovery_messages(self.cfg, self.device_id), PUBLISH_TIMEOUT_S
-                )
+            await self._handle(client, message)
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        from edge_msa.publishing import ha
+
+        if message.topic.matches(self.topics.listen_set) and self.listen is not None:
+            raw = message.payload if isinstance(message.payload, bytes) else b""
+            text = raw[:40].decode("utf-8", "replace").strip()
+            on = listen_mod.parse(text)
+            if on is None:
+                if text:  # an empty payload clears a retained command: nothing to do
+                    log.warning("%s: %r is neither ON nor OFF; ignored",
+                                self.topics.listen_set, text)
+                return
+            retained = "retained " if message.retain else ""
+            if self.listen.set(on, f"{retained}{text} on {self.topics.listen_set}"):
+                self.status_changed()
+            await self._publish_listen(client)
+        elif message.topic.matches(ha.status_topic(self.cfg)) and message.payload == b"online":
+            # Home Assistant restarted (its birth message): send the configs again.
+            log.info("Home Assistant is online: republishing discovery")
+            await ha.publish(client, self._discovery(), PUBLISH_TIMEOUT_S)
+
+    async def _publish_listen(self, client: aiomqtt.Client) -> None:
+        await until_lost(
+            client,
+            client.publish(
+                self.topics.listen, self.listen.word, qos=1, retain=True,
+                timeout=PUBLISH_TIMEOUT_S,
+            ),
+        )
 
     async def _serve_results(self, client: aiomqtt.Client) -> None:
         while True:
             sent = await self._drain(client)
-            if sent or self._status_due:
+            if (sent and not self.flush) or self._status_due:
                 self._status_due = False
                 await self._publish_status(client)
-            if self._closing and self.outbox.count() == 0:
+            if self._closing and await self._count() == 0:
                 break
             if not self._closing:
                 await until_lost(client, self._wake.wait())
             self._wake.clear()
         await self._publish_status(client, state="stopped")
-        await client.publish(self.topics.availability, "offline", qos=1, retain=True)
+        if not self.flush:
+            await client.publish(self.topics.availability, "offline", qos=1, retain=True)
 
     async def _drain(self, client: aiomqtt.Client) -> int:
         sent = 0
-        while batch := self.outbox.pending():
+        while batch := await self.outbox.call(self.outbox.pending):
             for item in batch:
                 await until_lost(
                     client,
@@ -203,16 +282,21 @@ class MqttPublisher:
                         self.topics.sentiment, item.payload, qos=1, timeout=PUBLISH_TIMEOUT_S
                     ),
                 )
-                self.outbox.remove(item.seq)
+                # Not awaited: the next pending() runs after it on the outbox's thread.
+                self.outbox.submit(self.outbox.remove, item.seq)
+                self.progress.done()
                 sent += 1
+        self.progress.idle()
         self.published += sent
         return sent
 
     async def _publish_status(self, client: aiomqtt.Client, state: str = "running") -> None:
-        body: dict[str, object] = {"state": state, "outbox_pending": self.outbox.count()}
+        body: dict[str, object] = {"state": state, "outbox_pending": await self._count()}
         if self.outbox.problem is not None:
             body["outbox_problem"] = self.outbox.problem
             body["outbox_memory"] = self.outbox.in_memory
+        if self.listen is not None:
+            body["listen"] = self.listen.word
         body.update(self.status())
         await until_lost(
             client,
@@ -223,6 +307,8 @@ class MqttPublisher:
         )
 
     def _client(self) -> aiomqtt.Client:
+        if self.flush:  # not the service's id: the broker would drop the service's session
+            return make_client(self.cfg, f"edge-msa-{self.device_id}-flush")
         return make_client(
             self.cfg,
             f"edge-msa-{self.device_id}",

@@ -8,10 +8,21 @@ move into the file as soon as it can be written again. A corrupt file is
 moved aside (``<name>.corrupt-<time>``) with whatever could be read from it
 carried over into a fresh one. Each change of state is one log line; a result
 is never dropped without its id being logged.
+
+Every method is thread-safe. The event loop never calls them directly (a
+commit with ``synchronous=FULL`` waits for an fsync, which on SD or eMMC
+storage can take a second): ``submit``/``call`` run them on the outbox's own
+thread, one after the other in the order they were submitted, so a result
+added before the publisher asks for what is pending is always among it.
+
+The process that delivers from the outbox holds ``outbox.lock`` beside it
+(:mod:`edge_msa.publishing.outbox_lock`), so `edge-msa outbox flush` can tell
+that a running service has it, and two services cannot share one state dir.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -19,16 +30,33 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from edge_msa.publishing.outbox_lock import FLUSH, DeliveryLock, Holder
 
 log = logging.getLogger(__name__)
 
 MEMORY_MAX = 10_000  # results held in memory while the file is unusable (~10 MB)
+# A service that finds `edge-msa outbox flush` holding the file waits this long for it.
+FLUSH_WAIT_S = 60.0
+
+T = TypeVar("T")
 
 
 class OutboxError(RuntimeError):
     """The outbox file cannot be opened or written; the text is for the user."""
+
+
+class OutboxBusy(OutboxError):
+    """Another process delivers from this outbox."""
+
+    def __init__(self, message: str, holder: Holder) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -50,16 +78,28 @@ def _is_corrupt(e: sqlite3.Error) -> bool:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, memory_max: int = MEMORY_MAX) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        memory_max: int = MEMORY_MAX,
+        lock: str | None = None,
+        flush_wait_s: float = FLUSH_WAIT_S,
+    ) -> None:
+        """``lock``: RUN or FLUSH to hold ``outbox.lock`` (raises OutboxBusy when
+        another process does; a service waits ``flush_wait_s`` for a flush)."""
         self.path = Path(path).expanduser()
         self.memory_max = memory_max
+        self._held: DeliveryLock | None = None
+        if lock is not None:
+            self._held = self._take_lock(lock, flush_wait_s)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="outbox")
         self.problem: str | None = None  # why results are not being written to the file
         self.dropped = 0  # results lost because memory was full too (each one logged)
         self._db: sqlite3.Connection | None = None
         self._mem: deque[Pending] = deque()
         self._mem_seq = itertools.count(-1, -1)
         self._sent: set[str] = set()  # delivered, but their rows could not be deleted
-        self._lock = threading.RLock()  # the metrics thread reads count()
+        self._lock = threading.RLock()  # the outbox's thread and direct callers
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
@@ -70,6 +110,30 @@ class Outbox:
                 self._degrade(f"cannot be opened ({_one_line(e)})")
         except OSError as e:
             self._degrade(f"cannot be opened ({e.strerror or e})")
+
+    def _take_lock(self, role: str, flush_wait_s: float) -> DeliveryLock:
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        held = DeliveryLock(self.path, role)
+        deadline = time.monotonic() + flush_wait_s
+        said = False
+        while (holder := held.acquire()) is not None:
+            # A flush ends by itself: wait for it. An empty role is a holder that
+            # has just taken the lock and not yet written its name: look again.
+            if holder.role not in (FLUSH, "") or time.monotonic() >= deadline:
+                fix = (
+                    f"still busy after {flush_wait_s:.0f} s" if holder.role == FLUSH
+                    else "give each running edge-msa its own --state-dir"
+                )
+                raise OutboxBusy(
+                    f"outbox {self.path} is in use by {holder.describe()}; {fix}", holder
+                )
+            if not said:
+                log.info("waiting for %s to finish with the outbox %s", holder.describe(),
+                         self.path)
+                said = True
+            time.sleep(0.2)
+        return held
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -155,11 +219,28 @@ class Outbox:
             return self._spill()
 
     def close(self) -> None:
+        self._worker.shutdown(wait=True)  # what was submitted is done first
         with self._lock:
             self._spill()
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._held is not None:
+                self._held.release()
+                self._held = None
+
+    # -- from the event loop: the same work, on the outbox's own thread ------
+
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """``fn(*args)`` on the outbox's thread, after everything submitted before."""
+        return self._worker.submit(fn, *args)
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def add_soon(self, id: str, payload: str) -> Future[None]:
+        """``add`` without waiting for it (for the event loop); never fails."""
+        return self.submit(self.add, id, payload)
 
     # -- when the file misbehaves -------------------------------------------
 

@@ -25,8 +25,8 @@ STATUS_SCHEMA: dict[str, object] = {
     "$id": "https://edge-msa.invalid/schema/status.json",
     "title": "edge-msa status",
     "description": "Retained health summary on <prefix>/<device_id>/status, sent at connect, "
-    "after each delivered batch, when a source's state changes and at the end. "
-    "`edge-msa outbox flush` sends only state and outbox_pending.",
+    "after each delivered batch, when a source's or the listen state changes and at the end. "
+    "`edge-msa outbox flush` sends only state (stopped) and outbox_pending, once at its end.",
     "type": "object",
     "required": ["state", "outbox_pending"],
     "properties": {
@@ -46,6 +46,12 @@ STATUS_SCHEMA: dict[str, object] = {
             "minimum": 0,
             "description": "only with outbox_problem: results held in memory, lost if the "
             "process stops before the broker takes them",
+        },
+        "listen": {
+            "type": "string",
+            "enum": ["ON", "OFF"],
+            "description": "OFF: muted (--listen off, or OFF on <prefix>/<device_id>/listen/set); "
+            "audio and frames are dropped unanalysed until ON",
         },
         "version": {"type": "string"},
         "device_id": {"type": "string"},
