@@ -181,6 +181,13 @@ class RuntimeConfig(_Model):
         0, ge=0, le=65535, description="serve /metrics and /healthz on this port; 0: off"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics server binds")
+    max_consecutive_failures: int = Field(
+        3,
+        ge=1,
+        description="a stage (recogniser, voice, text, face, fusion) failing on this many "
+        "utterances in a row ends the run with exit 1; a single failure costs only that "
+        "utterance's modality",
+    )
     stall_limit_s: float = Field(
         60.0,
         gt=0,

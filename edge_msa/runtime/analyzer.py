@@ -41,6 +41,8 @@ class Heard:
     emotions: dict[str, str]
     latency_ms: dict[str, float]
     transcript: Transcript | None = None
+    ran: list[str] = field(default_factory=list)  # stages that ran and worked
+    failed: dict[str, Exception] = field(default_factory=dict)  # stage -> its error
 
     @staticmethod
     def nothing() -> Heard:
@@ -58,33 +60,52 @@ class Analyzer:
         self.voice = voice  # VoiceEncoder; None when the voice stage is off
 
     def analyse(self, utt: Utterance, face: FaceSummary | None = None) -> Analysis:
-        return self.fuse(self.hear(utt.audio), face)
+        """One utterance, start to end; raises the first stage failure (the
+        runtime instead publishes without that modality)."""
+        heard = self.hear(utt.audio)
+        for error in heard.failed.values():
+            raise error
+        return self.fuse(heard, face)
 
     def hear(self, audio: np.ndarray) -> Heard:
         """The audio side: recognition, voice and text encoders (the slow part).
 
         It depends on the audio alone, so the runtime can start it during the
         VAD hangover, before the utterance is closed and its faces are known.
+        A stage that fails is recorded in ``Heard.failed`` and its modality is
+        absent: recognition carries text and audio, the voice stage audio,
+        the text encoder text.
         """
         heard = Heard.nothing()
         transcript = frames = None
         if self.asr is not None:
-            with _timed(heard.latency_ms, "asr"):
-                transcript, frames = self.asr.recognise(audio, transcribe=self.text is not None)
+            out = _step(heard, "asr", self.asr.recognise, audio, self.text is not None)
+            if out is not None:
+                transcript, frames = out
         if frames is not None and self.voice is not None and audio_state(audio) is PRESENT:
-            with _timed(heard.latency_ms, "voice"):
-                vf = self.voice.encode(frames, audio)
-                heard.inputs.audio = audio_tokens(frames, duration_frames(len(audio)))
-                heard.inputs.voice = vf.probs
-            heard.states["audio"] = PRESENT
-            heard.emotions["audio"] = VOICE_EMOTIONS[int(vf.probs.argmax())]
+            voice = _step(heard, "voice", self._voice, frames, audio)
+            if voice is not None:
+                heard.inputs.audio, heard.inputs.voice = voice
+                heard.states["audio"] = PRESENT
+                heard.emotions["audio"] = VOICE_EMOTIONS[int(voice[1].argmax())]
         if transcript is not None and transcript.state is not ABSENT:
-            with _timed(heard.latency_ms, "text"):
-                heard.inputs.text = text_feature(self.text.predict(transcript.text))
-            heard.inputs.simulated = True  # recognised text: the fusion model refines it
-            heard.states["text"] = transcript.state
+            text = _step(heard, "text", self._text, transcript.text)
+            if text is not None:
+                heard.inputs.text = text
+                heard.inputs.simulated = True  # recognised text: the fusion model refines it
+                heard.states["text"] = transcript.state
+            else:
+                transcript = None  # no text: nor its words in the result
         heard.transcript = transcript
         return heard
+
+    def _voice(self, frames: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fusion model's audio tokens and the voice head's probabilities."""
+        probs = self.voice.encode(frames, audio).probs
+        return audio_tokens(frames, duration_frames(len(audio))), probs
+
+    def _text(self, text: str) -> np.ndarray:
+        return text_feature(self.text.predict(text))
 
     def fuse(self, heard: Heard, face: FaceSummary | None) -> Analysis:
         """What was heard plus the utterance's faces, through the fusion model."""
@@ -116,6 +137,19 @@ def _estimate(fused: FusionOutput, states, emotions) -> tuple[Estimate, dict]:
             out["emotion"] = emotions[name]
         outputs[name] = out
     return Estimate(fused.score, fused.std, dict(states)), outputs
+
+
+def _step(heard: Heard, stage: str, fn, *args):
+    """``fn(*args)``, timed; None when it failed (the error goes to ``heard.failed``)."""
+    t = time.perf_counter()
+    try:
+        out = fn(*args)
+    except Exception as e:  # reported by the runtime, with the utterance's times
+        heard.failed[stage] = e
+        return None
+    heard.latency_ms[stage] = (time.perf_counter() - t) * 1000.0
+    heard.ran.append(stage)
+    return out
 
 
 class _timed:

@@ -15,7 +15,7 @@ from edge_msa.publishing.outbox import Outbox, OutboxError
 from edge_msa.publishing.sinks import JsonlFileSink, JsonlSink
 from edge_msa.runtime.analyzer import Analyzer
 from edge_msa.runtime.pipeline import Pipeline
-from edge_msa.sources import SourceError, build_sources
+from edge_msa.sources import SourceError, StreamClock, build_sources
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,11 @@ EXIT_USAGE = 2  # bad config, a source that cannot open, an unusable state dir
 async def run(cfg: Config) -> int:
     shutdown = Shutdown()
     shutdown.install()
+    # The run's one clock, before any source opens: live results are timed by
+    # when their speech was captured, not by when the models finished loading.
+    clock = StreamClock.start()
     try:
-        sources = build_sources(cfg.source)
+        sources = build_sources(cfg.source, clock)
         for src in sources:
             await asyncio.to_thread(src.open)
         outbox = open_outbox(cfg) if "mqtt" in cfg.output.sinks else None
@@ -45,7 +48,7 @@ async def run(cfg: Config) -> int:
         )
         return EXIT_USAGE
     try:
-        return await _load_and_run(cfg, sources, outbox, metrics, shutdown)
+        return await _load_and_run(cfg, sources, outbox, metrics, shutdown, clock)
     finally:
         if metrics is not None:
             await metrics[0].stop()
@@ -55,7 +58,7 @@ async def run(cfg: Config) -> int:
 
 
 async def _load_and_run(
-    cfg: Config, sources, outbox: Outbox | None, metrics, shutdown: Shutdown
+    cfg: Config, sources, outbox: Outbox | None, metrics, shutdown: Shutdown, clock: StreamClock
 ) -> int:
     log.info("loading models")
     t = time.perf_counter()
@@ -71,7 +74,8 @@ async def _load_and_run(
         log.info("stopped before the first frame was read")
         return 0
     pipeline = Pipeline(
-        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage
+        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage,
+        clock=clock,
     )
     if metrics is not None:
         metrics[0].attach(pipeline, load_s)

@@ -33,6 +33,7 @@ class FaceTrack:
         self.keep_s = keep_s
         self._times: deque[float] = deque()
         self._obs: deque[FaceObservation | None] = deque()
+        self._failed: deque[float] = deque()  # times of frames the face stage failed on
 
     def add(self, t: float, obs: FaceObservation | None) -> None:
         """Record an analysed frame; ``None`` means no face was found in it."""
@@ -43,6 +44,17 @@ class FaceTrack:
         while self._times and self._times[0] < t - self.keep_s:
             self._times.popleft()
             self._obs.popleft()
+
+    def add_failure(self, t: float) -> None:
+        """Record a frame the face stage failed on (it counts as not analysed)."""
+        self._failed.append(t)
+        while self._failed and self._failed[0] < t - self.keep_s:
+            self._failed.popleft()
+
+    def failures(self, t0: float, t1: float) -> tuple[int, int]:
+        """(frames failed, frames given to the face stage) in [t0, t1]."""
+        failed = sum(1 for t in self._failed if t0 <= t <= t1)
+        return failed, failed + len(self.between(t0, t1))
 
     def between(self, t0: float, t1: float) -> list[FaceObservation | None]:
         times = list(self._times)

@@ -30,14 +30,27 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://
 
 
 class MediaSource:
-    """Decodes a file or stream; paces it at wall-clock speed when ``realtime``."""
+    """Decodes a file or stream; paces it at wall-clock speed when ``realtime``.
 
-    def __init__(self, url: str, realtime: bool = False, reconnect_max_s: float = 30.0) -> None:
+    A file played as fast as it decodes keeps its media time. A live stream,
+    and a file paced at wall-clock speed, are placed on the run's clock
+    (``clock0``, a ``time.monotonic()`` value; by default when ``run`` starts)
+    at the moment their first frame arrives.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        realtime: bool = False,
+        reconnect_max_s: float = 30.0,
+        clock0: float | None = None,
+    ) -> None:
         self.url = url
         self.name = f"media {url}"
         self.realtime = realtime
         self.live = url.startswith(LIVE_SCHEMES)
         self.reconnect_max_s = reconnect_max_s
+        self.clock0 = clock0
         self.has_audio = False
         self.has_video = False
         self._container: av.container.InputContainer | None = None
@@ -68,7 +81,7 @@ class MediaSource:
     def run(self, emit: Emit, stop: threading.Event, state: StateFn = ignore_state) -> None:
         """A file plays once; a live stream that fails or ends is reopened with backoff."""
         backoff = Backoff(self.reconnect_max_s)
-        clock = _Clock(self.live)
+        clock = _Clock(self.live, self.realtime, self.clock0)
 
         def emit_up(item: AudioChunk | VideoFrame) -> None:
             if backoff.failures:
@@ -82,13 +95,13 @@ class MediaSource:
                 if self._container is None:
                     self.open()
                 self._decode(emit_up, stop, clock)
-                if stop.is_set() or self._ended(clock.t_last):
+                if stop.is_set() or self._ended(clock.position):
                     return
                 why = "it ended"
             except av.FFmpegError as e:
                 if not self.live:
                     raise SourceError(
-                        f"media {self.url} is truncated or corrupt after {clock.t_last:.1f} s "
+                        f"media {self.url} is truncated or corrupt after {clock.position:.1f} s "
                         f"({_reason(e)}); results up to there are kept"
                     ) from None
                 why = _reason(e)
@@ -167,20 +180,31 @@ class MediaSource:
 class _Clock:
     """Maps a connection's frame times to source times that never go back.
 
-    A file keeps its own timeline. A live stream restarts its timestamps
-    at every reconnection, so each connection is placed at the wall-clock
-    time its first frame arrived (a gap in the stream is a gap in time).
+    A file read as fast as it decodes keeps its own timeline. A live stream
+    restarts its timestamps at every reconnection, so each connection is
+    placed at the time on the run's clock its first frame arrived (a gap in
+    the stream is a gap in time); a paced file is placed once, the same way.
     """
 
-    def __init__(self, live: bool) -> None:
+    def __init__(self, live: bool, paced: bool = False, clock0: float | None = None) -> None:
         self.live = live
-        self.clock0 = time.monotonic()
+        self.placed = live or paced  # on the run's clock, from the first frame
+        self.clock0 = time.monotonic() if clock0 is None else clock0
         self.t_last = 0.0  # the latest source time handed out
-        self._offset: float | None = None  # source time minus frame time, this connection
+        self._offset: float | None = None if self.placed else 0.0  # source minus frame time
         self._first = 0.0  # source time of this connection's first frame
 
     def connected(self) -> None:
-        self._offset = None if self.live else 0.0
+        if self.live:
+            self._offset = None
+
+    @property
+    def position(self) -> float:
+        """How far into the media it got: the latest frame time (a live stream:
+        its source time)."""
+        if self.live:
+            return self.t_last
+        return max(self.t_last - (self._offset or 0.0), 0.0)
 
     def time(self, frame_t: float) -> float:
         if self._offset is None:
@@ -192,7 +216,7 @@ class _Clock:
         return t
 
     def since_connected(self, t: float) -> float:
-        return t - (self._first if self.live else 0.0)
+        return t - (self._first if self.placed else 0.0)
 
     def reached(self, t: float) -> None:
         self.t_last = max(self.t_last, t)
