@@ -12,9 +12,12 @@ from pathlib import Path
 from edge_msa import __version__
 from edge_msa.config import Config
 from edge_msa.publishing.outbox import Outbox, OutboxError
+from edge_msa.publishing.outbox_lock import RUN
 from edge_msa.publishing.sinks import JsonlFileSink, JsonlSink
 from edge_msa.runtime.analyzer import Analyzer
+from edge_msa.runtime.health import stalls
 from edge_msa.runtime.pipeline import Pipeline
+from edge_msa.runtime.sdnotify import Systemd
 from edge_msa.sources import SourceError, StreamClock, build_sources
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,14 @@ async def _load_and_run(
     if shutdown.requested:
         log.info("stopped before the first frame was read")
         return 0
+    try:
+        sinks = local_sinks(cfg)
+    except OSError as e:
+        log.error("--output-file %s cannot be opened (%s)", cfg.output.jsonl_file,
+                  e.strerror or e)
+        return EXIT_USAGE
     pipeline = Pipeline(
-        cfg, sources, segmenter, analyzer, outbox, local_sinks(cfg), model_name, face_stage,
-        clock=clock,
+        cfg, sources, segmenter, analyzer, outbox, sinks, model_name, face_stage, clock=clock
     )
     if metrics is not None:
         metrics[0].attach(pipeline, load_s)
@@ -88,9 +96,13 @@ async def _load_and_run(
         pipeline.listeners.append(preview)
     shutdown.attach(pipeline)
     log.info("models loaded in %.1f s; running", load_s)
+    # READY=1 now; WATCHDOG=1 while no stage is stalled (when systemd asks for them).
+    systemd = Systemd(lambda: stalls(pipeline, cfg.runtime.stall_limit_s))
+    systemd.ready()
     try:
         return await pipeline.run()
     finally:
+        await systemd.close()
         if preview is not None:
             await asyncio.to_thread(preview.close)
 
@@ -133,7 +145,8 @@ def start_metrics(cfg: Config):
 
 
 def open_outbox(cfg: Config) -> Outbox:
-    return Outbox(Path(cfg.runtime.state_dir).expanduser() / "outbox.sqlite")
+    # Held for the run (outbox.lock): `edge-msa outbox flush` then leaves delivery to us.
+    return Outbox(Path(cfg.runtime.state_dir).expanduser() / "outbox.sqlite", lock=RUN)
 
 
 def local_sinks(cfg: Config) -> list[JsonlSink]:

@@ -111,7 +111,9 @@ class Delivery:
         if self.outbox is None or self.publisher is None:
             return
         # Never fails: an unwritable outbox keeps the result in memory (and says so).
-        self.outbox.add(id, json.dumps(payload))
+        # On the outbox's own thread (an fsync can take a second); the publisher's
+        # next read of what is pending comes after it there.
+        self.outbox.add_soon(id, json.dumps(payload))
         self.publisher.notify()
 
     async def finish(self) -> None:
@@ -121,8 +123,8 @@ class Delivery:
         if self.publisher is None or self.outbox is None:
             return
         left = await self.publisher.stop(self.cfg.runtime.flush_timeout_s)
-        self.outbox.persist()  # a last try for results held in memory
-        lost = self.outbox.memory_ids()
+        await self.outbox.call(self.outbox.persist)  # a last try for results held in memory
+        lost = await self.outbox.call(self.outbox.memory_ids)
         if left > len(lost):
             log.warning(
                 "%d result(s) not yet delivered stay in the outbox %s; they go out first at "

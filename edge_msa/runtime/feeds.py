@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from edge_msa.runtime.health import VAD, Progress
+from edge_msa.runtime.listen import Listen
 from edge_msa.sources.base import Source, SourceError
 from edge_msa.types import AudioChunk, VideoFrame
 
@@ -39,8 +41,12 @@ class SourceFeeds:
         want_frames: bool,
         lossless_video: bool,
         on_state_change: Callable[[], None],
+        listen: Listen | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.sources = sources
+        self.listen = listen or Listen()  # muted: chunks and frames are dropped on arrival
+        self.progress = progress or Progress()
         self.min_gap = 1.0 / max_fps
         self.want_frames = want_frames  # False: no face stage, frames are only counted
         self.lossless_video = lossless_video
@@ -79,7 +85,10 @@ class SourceFeeds:
 
         def emit(item: AudioChunk | VideoFrame) -> None:  # in the source's thread
             nonlocal next_frame_t
+            if not self.listen.admits():  # muted: nothing is analysed or kept
+                return
             if isinstance(item, AudioChunk):
+                self.progress.arrived(VAD)  # work for the VAD, for the stall check
                 self._put_from_thread(self.audio_q, item, loop)
                 return
             self.frames += 1

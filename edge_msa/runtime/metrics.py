@@ -1,10 +1,12 @@
 """Prometheus metrics and a health endpoint for a running pipeline.
 
 ``/metrics`` serves the Prometheus text format, ``/healthz`` answers 200 only
-while every source is up and, when MQTT is a sink, the broker is connected
+while every source is up, no stage is stalled (:mod:`edge_msa.runtime.health`)
+and, when MQTT is a sink, the broker is connected and the outbox writable
 (503 otherwise, with the reasons as JSON). The HTTP server runs in its own
 daemon thread; the pipeline's counters are sampled on the event loop once a
-second, so the server thread never touches the pipeline or the SQLite outbox.
+second, so the server thread never touches the pipeline, and the outbox's
+depth is counted on the outbox's own thread, never on the loop.
 Its own registry (not prometheus-client's global one) keeps two pipelines in
 one process, as in tests, from colliding.
 """
@@ -21,9 +23,11 @@ from typing import TYPE_CHECKING
 
 from edge_msa import __version__
 from edge_msa.config import Config
+from edge_msa.runtime.health import assess
 from edge_msa.runtime.pipeline import PipelineListener
 
 if TYPE_CHECKING:
+    from edge_msa.publishing.outbox import Outbox
     from edge_msa.runtime.pipeline import Pipeline
     from edge_msa.types import SentimentResult
 
@@ -75,6 +79,9 @@ class Metrics(PipelineListener):
             "edge_msa_model_load_seconds", "Time to load every model at start", registry=r
         )
         self.healthy = Gauge("edge_msa_healthy", "1 when /healthz answers 200", registry=r)
+        self.listening = Gauge(
+            "edge_msa_listening", "1 while listening, 0 while muted (listen OFF)", registry=r
+        )
         info = Gauge(
             "edge_msa_build_info",
             "Version and settings of this process",
@@ -85,6 +92,7 @@ class Metrics(PipelineListener):
         self.pipeline: Pipeline | None = None
         self.health: tuple[bool, dict[str, object]] = (False, {"reasons": ["loading models"]})
         self._seen = {"published": 0, "frames": 0, "frames_analysed": 0, "frames_dropped": 0}
+        self._counting = False  # a count of the outbox is under way
         self._task: asyncio.Task[None] | None = None
 
     # -- PipelineListener (on the event loop) ----------------------------
@@ -133,25 +141,31 @@ class Metrics(PipelineListener):
             counter.inc(max(counts[key] - self._seen[key], 0))
             self._seen[key] = counts[key]
         if p.outbox is not None:
-            self.outbox_depth.set(p.outbox.count())
+            self._count_outbox(p.outbox)
         for name, state in p.source_state.items():
             self.source_up.labels(name).set(1 if state == "up" else 0)
         connected = p.publisher is not None and p.publisher.connected
         self.mqtt_connected.set(1 if connected else 0)
-        reasons = [f"source {n} is {s}" for n, s in p.source_state.items() if s != "up"]
-        if p.publisher is not None and not connected:
-            reasons.append(f"mqtt broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port} not connected")
-        problem = p.outbox.problem if p.outbox is not None else None
-        if problem is not None:  # results wait in memory: a restart would lose them
-            reasons.append(f"outbox: {problem}")
-        body: dict[str, object] = {
-            "sources": dict(p.source_state),
-            "mqtt": None if p.publisher is None else ("connected" if connected else "down"),
-            "outbox_problem": problem,
-            "reasons": reasons,
-        }
-        self.health = (not reasons, body)  # one assignment: the server thread sees old or new
-        self.healthy.set(0 if reasons else 1)
+        self.listening.set(1 if p.listen.on else 0)
+        healthy, body = assess(p, self.cfg)
+        self.health = (healthy, body)  # one assignment: the server thread sees old or new
+        self.healthy.set(1 if healthy else 0)
+
+    def _count_outbox(self, outbox: Outbox) -> None:
+        """Set the depth gauge once the outbox's thread has counted (it may be busy)."""
+        if self._counting:
+            return
+        self._counting = True
+
+        def counted(future) -> None:  # on the outbox's thread
+            self._counting = False
+            if future.exception() is None:
+                self.outbox_depth.set(future.result())
+
+        try:
+            outbox.submit(outbox.count).add_done_callback(counted)
+        except RuntimeError:  # closed: the run is over
+            self._counting = False
 
     async def stop(self) -> None:
         if self._task is not None:

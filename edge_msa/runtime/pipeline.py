@@ -31,6 +31,8 @@ from edge_msa.runtime.delivery import Delivery, Span
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.runtime.faces import FaceAnalysis, FaceStage
 from edge_msa.runtime.feeds import SourceFeeds, until_ended
+from edge_msa.runtime.health import RECOGNISER, VAD, Progress
+from edge_msa.runtime.listen import Listen
 from edge_msa.runtime.supervisor import Supervisor, tell
 from edge_msa.sources.base import Source
 from edge_msa.sources.clock import StreamClock
@@ -104,8 +106,11 @@ class Pipeline:
         # The run's one clock; by default (a pipeline built alone) it starts now.
         self.clock = clock or StreamClock.start()
         self.started = self.clock.wall0
+        # Muted or not (--listen, or the control topic when MQTT is on); each stage's progress.
+        self.listen = Listen(cfg.runtime.listen, controlled=outbox is not None)
+        self.progress = Progress()
         self.publisher = (
-            MqttPublisher(cfg.mqtt, cfg.device_id, outbox, self.status)
+            MqttPublisher(cfg.mqtt, cfg.device_id, outbox, self.status, self.listen)
             if outbox is not None
             else None
         )
@@ -129,7 +134,7 @@ class Pipeline:
         }
         self.feeds = SourceFeeds(
             sources, cfg.vision.max_fps, face_stage is not None, self.lossless_video,
-            self._status_changed,
+            self._status_changed, self.listen, self.progress,
         )
         self.source_state = self.feeds.state  # the same dict: name -> state
         self.errors = self.feeds.errors  # what makes the exit status 1
@@ -215,9 +220,11 @@ class Pipeline:
             try:
                 closed = await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk)
             except Exception as e:
+                self.progress.done(VAD)
                 where = f"the audio at {chunk.t:.2f} s"
                 self.supervisor.failed("vad", where, e, "that audio is skipped")
                 continue
+            self.progress.done(VAD)
             self.supervisor.ok("vad")
             self._record("vad", (time.perf_counter() - t) * 1000.0)
             for utt in closed:
@@ -249,6 +256,7 @@ class Pipeline:
         self.drafts["used"] += draft is not None
         await self._room.acquire()  # released when the analysis takes it
         self._jobs.put_nowait((utt, draft[1] if draft else None))
+        self.progress.arrived(RECOGNISER)
 
     def _start_draft(self) -> None:
         """Recognise the utterance the pause under way would close, during the hangover.
@@ -353,6 +361,7 @@ class Pipeline:
                 await self.faces.wait_for(utt.t1, self._video_ended)
                 heard = await self._heard(future, span)
             await self._fuse(heard, self._face(span), span)
+            self.progress.done(RECOGNISER)  # delivered, or dropped with a line: not stuck
 
     async def _heard(self, future: asyncio.Future[Heard], span: Span) -> Heard:
         """What was heard; each stage that failed on it is reported once."""
