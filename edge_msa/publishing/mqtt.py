@@ -94,6 +94,7 @@ class MqttPublisher:
         self._closing = False
         self._given_up = False  # stop(): the deadline passed
         self._status_due = False  # a source's state changed: publish the status now
+        self._listen_sent: str | None = None  # the listen state published on this connection
         self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
@@ -177,6 +178,7 @@ class MqttPublisher:
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        self._listen_sent = None  # a new connection: the state is published again
         if not self.flush:
             await until_lost(
                 client, client.publish(self.topics.availability, "online", qos=1, retain=True)
@@ -249,13 +251,16 @@ class MqttPublisher:
             await ha.publish(client, self._discovery(), PUBLISH_TIMEOUT_S)
 
     async def _publish_listen(self, client: aiomqtt.Client) -> None:
+        word = self.listen.word
+        if word == self._listen_sent:
+            return
         await until_lost(
             client,
             client.publish(
-                self.topics.listen, self.listen.word, qos=1, retain=True,
-                timeout=PUBLISH_TIMEOUT_S,
+                self.topics.listen, word, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
             ),
         )
+        self._listen_sent = word
 
     async def _serve_results(self, client: aiomqtt.Client) -> None:
         while True:
