@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from edge_msa.data.folds import fold_of, parse_fold, video_of
 from edge_msa.data.joint import FoldedTextBank
 from edge_msa.encoders.text import default_model_dir
 from edge_msa.fusion.features import TEXT_DIM
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_video_keeps_its_fold_across_clips_and_data_sets():
@@ -76,14 +73,14 @@ def test_missing_or_unfolded_models_name_the_config_field(tmp_path):
 
 
 def test_train_text_fold_keeps_the_other_folds_videos():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import train_text
-    finally:
-        sys.path.pop(0)
-    args = train_text.parse_args(["--fold", "1/2"])
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.settings import validate
+    from edge_msa.training.text.config import TextConfig
+    from edge_msa.training.text.data import keep_row
+
+    args = TextConfig(fold="1/2").stage_args()[0]
     ids = ["03bSnISJMiM_1", "-3g5yACwYnA_82_7645", "WKA5OygbEKI_3", "c5xsKMxpXnc_2"]
-    assert [train_text.keep_row(args, i) for i in ids] == [fold_of(i, 2) != 1 for i in ids]
-    assert all(train_text.keep_row(train_text.parse_args([]), i) for i in ids)
-    with pytest.raises(SystemExit):
-        train_text.parse_args(["--fold", "2/2"])
+    assert [keep_row(args, i) for i in ids] == [fold_of(i, 2) != 1 for i in ids]
+    assert all(keep_row(TextConfig().stage_args()[0], i) for i in ids)
+    with pytest.raises(ConfigError, match="fold"):
+        validate(TextConfig, {"fold": "2/2"}, "text.toml")

@@ -134,7 +134,7 @@ def test_manifest_records_parity_and_sha(fusion):
 
 def test_rank_n_contrast_prefers_ordered_embeddings():
     torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    from edge_msa.training.train_fusion import rnc_loss
+    from edge_msa.training.fusion.flows import rnc_loss
 
     y = torch.linspace(-3, 3, 32)
     ordered = torch.stack([y, torch.zeros_like(y)], dim=1)
@@ -143,7 +143,7 @@ def test_rank_n_contrast_prefers_ordered_embeddings():
 
 
 def test_train_config_names_the_bad_field(tmp_path):
-    from edge_msa.training.train_fusion import load_train_config
+    from edge_msa.training.fusion.config import load_train_config
 
     bad = tmp_path / "t.toml"
     bad.write_text("epochs = 2\n[model]\nwidht = 64\n")
@@ -153,7 +153,7 @@ def test_train_config_names_the_bad_field(tmp_path):
 
 def test_text_head_starts_from_the_text_models_score():
     torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    from edge_msa.training.fusion_net import FusionNet
+    from edge_msa.training.fusion.net import FusionNet
 
     items = [FusionInputs(text=np.append(_text()[:-1], s / 3)) for s in (-2.4, 0.0, 1.5)]
     feed = {k: torch.from_numpy(v) for k, v in batch(items).items()}
@@ -167,8 +167,8 @@ def test_text_head_starts_from_the_text_models_score():
 
 def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
     pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    from edge_msa.training.export_fusion import load_checkpoint, run_onnx, run_torch
-    from edge_msa.training.mmsa import read_pickle, to_feed, write_example
+    from edge_msa.training.fusion.export import load_checkpoint, run_onnx, run_torch
+    from edge_msa.training.fusion.mmsa import read_pickle, to_feed, write_example
 
     pkl = tmp_path / "unaligned_50.pkl"
     write_example(pkl, n=64, sizes=(32, 5, 20))
@@ -207,7 +207,7 @@ def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
 def test_mmsa_pickle_with_missing_keys_is_a_clear_error(tmp_path):
     import pickle
 
-    from edge_msa.training.mmsa import read_pickle
+    from edge_msa.training.fusion.mmsa import read_pickle
 
     pkl = tmp_path / "bad.pkl"
     pkl.write_bytes(pickle.dumps({"train": {"text": np.zeros((1, 2, 3))}, "valid": {}}))
@@ -309,7 +309,8 @@ def test_witnesses_match_the_sentence_polarity():
 
 def test_double_flow_gives_the_student_the_asr_text_or_none():
     from edge_msa.data.joint import Sentences
-    from edge_msa.training.train_fusion import TrainConfig, corpus_flows
+    from edge_msa.training.fusion.config import TrainConfig
+    from edge_msa.training.fusion.flows import corpus_flows
 
     s = Sentences(
         ids=["a", "b"],
@@ -337,7 +338,8 @@ def test_validation_hears_speech_as_eval_speech_does():
     """The asr/absent validation feeds carry the rendering's own voice and no
     face (as ``eval speech``), not a witness voice that matches the label."""
     from edge_msa.data.joint import Sentences
-    from edge_msa.training.train_fusion import TrainConfig, validation_feeds
+    from edge_msa.training.fusion.config import TrainConfig
+    from edge_msa.training.fusion.data import validation_feeds
 
     own = np.full((1, 7), 1 / 7, np.float32)
     s = Sentences(

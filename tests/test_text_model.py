@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,35 +161,3 @@ def test_mosi_dev_meets_targets() -> None:
     # The fusion model, given only the text, must not lose what the text encoder knew.
     assert fused["mae"] <= encoder["mae"] + 0.02 and fused["acc2"] >= 0.77
     assert 0.55 <= fused["coverage_1sigma"] <= 0.8
-
-
-@pytest.mark.slow
-@pytest.mark.data
-def test_train_text_also_learns_from_recognised_transcripts(tmp_path) -> None:
-    """scripts/train_text.py --asr-corpus: the spoken corpus's recognised train
-    transcripts join the training rows (those recognised as nothing do not), and
-    MOSI dev is reported on its recognised transcripts beside the real ones."""
-    pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    data = _data_dir()
-    if not (data / "mosi" / "label.csv").is_file():
-        pytest.skip(f"{data} has no mosi/label.csv (set EDGE_MSA_DATA to the datasets folder)")
-    corpus = tmp_path / "spoken"
-    for name, split in (("mosei", "train"), ("mosi", "train"), ("mosi", "dev")):
-        folder = corpus / name / split
-        folder.mkdir(parents=True)
-        for i, row in enumerate(read_labels(data / name / "label.csv", split)[:6]):
-            state = "absent" if i == 0 else "simulated"
-            np.savez(folder / f"{i}.npz", asr_text=np.array(row.text.lower()),
-                     asr_state=np.array(state), label=np.float32(row.label))
-    out = tmp_path / "model"
-    args = ["--limit", "8", "--epochs", "1", "--batch-size", "4", "--threads", "1",
-            "--skip-frozen", "--asr-corpus", str(corpus), "--data", str(data),
-            "--out", str(out), "--work", str(tmp_path / "work")]
-    res = subprocess.run([sys.executable, "scripts/train_text.py", *args], cwd=REPO,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["data"]["mosei_train_asr"]["rows"] == 5
-    assert manifest["data"]["mosi_train_asr"]["rows"] == 5
-    assert manifest["metrics"]["int8_onnx"]["mosi_dev_asr"]["n"] == 5
-    assert "mosi_dev_asr" in manifest["calibration"]

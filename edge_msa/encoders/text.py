@@ -27,8 +27,9 @@ def default_model_dir() -> Path:
 
 
 def normalise_text(text: str) -> str:
-    # Must match scripts/train_text.py: MOSI training text is lower-case and
-    # ASR output arrives in any case, so case carries no signal here.
+    # The one normalisation: the text training imports it (edge_msa.training.text.data).
+    # MOSI training text is lower-case and ASR output arrives in any case, so case
+    # carries no signal here.
     return " ".join(text.lower().split())
 
 
@@ -43,7 +44,7 @@ class TextEncoder:
         from edge_msa.backends import create_session
 
         model_dir = Path(model_dir)
-        manifest = load_manifest(model_dir, "scripts/train_text.py")
+        manifest = load_manifest(model_dir, "edge-msa train text --config configs/text.toml")
         self.model_dir = model_dir
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.max_len = int(manifest["max_len"])

@@ -14,7 +14,7 @@ expected per-class valence, and its std the spread of those valences plus a
 base term for how loosely an acted emotion predicts sentiment.
 
 No torch or scikit-learn at run time: the head was fitted offline by
-``scripts/train_voice.py``.
+``edge-msa train voice`` (:mod:`edge_msa.training.voice`).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class VoiceEncoder:
         from edge_msa.backends import create_session
 
         model_dir = Path(model_dir)
-        manifest = load_manifest(model_dir, "scripts/train_voice.py")
+        manifest = load_manifest(model_dir, "edge-msa train voice --config configs/voice.toml")
         settings = manifest["settings"]
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.use_prosody = bool(settings["prosody"])

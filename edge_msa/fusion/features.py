@@ -54,7 +54,7 @@ class FusionInputs:
 
 def text_feature(pred: TextPrediction) -> np.ndarray:
     """(385,): the sentence embedding and the text model's score / 3 (the fusion
-    model's text head starts from that score; :mod:`edge_msa.training.fusion_net`
+    model's text head starts from that score; :mod:`edge_msa.training.fusion.net`
     says why)."""
     return np.append(pred.embedding, pred.mean / 3.0).astype(np.float32)
 

@@ -1,6 +1,6 @@
 """Facial expression model and the face stage (frame -> FaceObservation).
 
-The expression CNN is trained by ``scripts/train_face.py`` on FER2013 and
+The expression CNN is trained by ``edge-msa train face`` on FER2013 and
 shipped as ``models/face/expression.int8.onnx``. Its graph takes grey faces
 (B, 1, 48, 48) in 0..255 and does the centre crop to 40x40 and the per-image
 standardisation itself, so the only preprocessing
@@ -120,7 +120,7 @@ class ExpressionModel:
         path = Path(model_dir or default_model_dir()) / file
         if not path.exists():
             raise FileNotFoundError(
-                f"{path} not found: run scripts/train_face.py (train, then export)"
+                f"{path} not found: run edge-msa train face --config configs/face.toml"
             )
         manifest = json.loads((path.parent / "manifest.json").read_text())
         self.name = f"{manifest['name']}@{manifest['version']}"

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import time
@@ -21,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.fusion.features import FusionInputs, batch
-from edge_msa.hashing import sha256_file
-from edge_msa.training.fusion_net import INPUT_NAMES, OUTPUT_NAMES
-from edge_msa.training.manifest import git_revision, rounded
+from edge_msa.training.fusion.net import INPUT_NAMES, OUTPUT_NAMES
+from edge_msa.training.manifest import write_manifest
 
 NAME = "edge-msa-fusion"
 VERSION = "0.1.0"
@@ -34,7 +32,7 @@ INT8_MAE_TOLERANCE = 0.005
 def load_checkpoint(path: Path):
     import torch
 
-    from edge_msa.training.fusion_net import build
+    from edge_msa.training.fusion.net import build
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = build(ckpt["dims"], ckpt["config"]["model"])
@@ -178,8 +176,5 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         "ms_per_utterance_one_thread": timing,
         "metrics_valid": metrics,
         **info,
-        "git_revision": git_revision(),
-        "sha256": {chosen.name: sha256_file(out_dir / chosen.name)},
     }
-    (out_dir / "manifest.json").write_text(json.dumps(rounded(manifest), indent=2) + "\n")
-    return manifest
+    return write_manifest(out_dir, manifest, [chosen.name])

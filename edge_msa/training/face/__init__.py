@@ -1,0 +1,42 @@
+"""The face expression CNN's training on FER2013: ``edge-msa train face``.
+
+Recipe (why each part is there):
+
+- Net: a VGG-style CNN with BatchNorm, widths 16-32-64-128 with (1, 2, 2, 2)
+  3x3 convolutions per stage, max-pooling after each stage, global average
+  pooling (the 128-d embedding), dropout and a linear head: 0.29 M parameters
+  and about 17 M multiply-adds per 40x40 face. The size is set by two budgets:
+  at most 1 ms per face on one core (a 32-64-128-256 net with twice the convs,
+  67 M multiply-adds, took 3-4 ms in ONNX Runtime) and a one-hour training run
+  on a shared 2-core CPU (that net needed >10 min per epoch).
+- Input: 40x40 crops of the 48x48 faces. One batched ``affine_grid`` draws
+  the crop position (+-4 px), a small rotation (+-10 degrees), zoom
+  (0.9-1.1) and a horizontal flip together, then per-image standardisation
+  (zero mean, unit variance: robust to camera exposure) and random erasing.
+- Loss: cross-entropy with label smoothing 0.1 and mild class weights
+  (n_c ** -0.3, normalised) so that 'disgust' (1.5 % of the data) gets
+  predicted at all without giving up much accuracy.
+- SGD, Nesterov momentum 0.9, weight decay 5e-4 (not on BN/bias), linear
+  warm-up then cosine decay to zero. With ``time_budget_min`` the schedule
+  runs on wall-clock progress instead of steps, so a run on a loaded machine
+  still anneals fully before the budget ends; the manifest records the epochs
+  it got, and ``epochs = N`` reproduces it on a step schedule.
+- Selection on PublicTest (flip-averaged accuracy); PublicTest is never
+  trained on. PrivateTest is not touched.
+
+The exported graph takes grey faces (B, 1, 48, 48) float32 in 0..255 and does
+the centre crop, the standardisation and (with ``flip = true``) the flip averaging
+itself, so the runtime cannot normalise differently from training. The
+shipped model has no flip averaging: it bought +0.6 % PublicTest accuracy for
+twice the time, and the budget is 1 ms per face. INT8 (QDQ) is not faster
+than FP32 for a net this small on this CPU (AVX2, no VNNI): measure before
+assuming it is.
+
+Usage:
+    nice -n 10 edge-msa train face --config configs/face.toml   # train, then export
+    edge-msa train face --config configs/face.toml --export-only  # ONNX, INT8, manifest
+
+config (TOML -> :class:`FaceConfig`), net (the CNN and the shipped graph),
+data (FER2013 npz, augmentation), fit (the resumable training loop), export
+(ONNX, INT8 QDQ, metrics, manifest), run.
+"""

@@ -1,0 +1,53 @@
+"""The face training's config (``configs/face.toml``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Literal
+
+from pydantic import Field
+
+from edge_msa.training.settings import Strict, default_data, expand
+
+
+class FaceConfig(Strict):
+    kind: Literal["face"] = "face"
+    data: str = Field(default_factory=default_data)
+    train_file: str = "fer2013/fer2013_Training.npz"  # relative to data
+    select_file: str = "fer2013/fer2013_PublicTest.npz"  # selection only, never trained on
+    state_dir: str = "build/face"  # checkpoints and history (resumable)
+    out: str = "models/face"
+    calibration: str = "calibration/face_calibration.npz"  # INT8 calibration faces
+    epochs: int = 30
+    # Anneal over wall-clock minutes instead of epochs (a loaded machine still
+    # finishes the schedule); the manifest records the epochs it got.
+    time_budget_min: float | None = None
+    batch_size: int = 128
+    lr: float = 0.1
+    warmup: float = 0.04  # fraction of the schedule
+    weight_decay: float = 5e-4
+    dropout: float = 0.2
+    widths: list[int] = [16, 32, 64, 128]
+    reps: list[int] = [1, 2, 2, 2]
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.3
+    erase_p: float = 0.25
+    seed: int = 0
+    limit: int = 0  # train on the first N faces only (smoke tests)
+    threads: int = 2
+    # Average with the mirrored face inside the graph (+0.5-1 % accuracy, 2x the time).
+    flip: bool = False
+    fp32_convs: int = 3  # leave the first N convolutions in FP32
+
+    def args(self) -> SimpleNamespace:
+        """The settings with paths resolved, and ``record``: what checkpoints keep."""
+        return SimpleNamespace(
+            **{
+                **self.model_dump(),
+                "data": expand(self.data),
+                "state": expand(self.state_dir),
+                "out": expand(self.out),
+                "calibration": expand(self.calibration),
+            },
+            record=self.model_dump(),
+        )

