@@ -483,6 +483,8 @@ class FifoMicrophone:
             f" infile \"{self.fifo}\"\n format \"raw\"\n}}\n"
         )
         self._queue: list[np.ndarray] = []
+        self.said_at: list[float] = []  # time.time() each said clip's first block was written
+        self._in_clip = False
         self._writing = threading.Event()
         self._closed = threading.Event()
         self._fd: int | None = None
@@ -524,11 +526,15 @@ class FifoMicrophone:
             if not self._writing.wait(0.05):
                 t0, sent = time.monotonic(), 0
                 continue
+            if self._queue and not self._in_clip:
+                self._in_clip = True
+                self.said_at.append(time.time())
             block = self._queue[0][: self.BLOCK] if self._queue else np.zeros(self.BLOCK)
             if self._queue:
                 self._queue[0] = self._queue[0][self.BLOCK :]
                 if not len(self._queue[0]):
                     self._queue.pop(0)
+                    self._in_clip = False
             os.write(self._fd, block.astype(np.float32).tobytes())
             sent += len(block)
             time.sleep(max(t0 + sent / self.RATE - time.monotonic(), 0))
