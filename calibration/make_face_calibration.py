@@ -10,11 +10,12 @@ ranges see every expression, 'disgust' included, rather than mostly 'happy'.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
+from edge_msa.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGE_MSA_DATA", REPO.parent / "shared" / "datasets"))
@@ -43,7 +44,7 @@ def main() -> None:
         ids=data["ids"][idx],
         classes=data["classes"],
     )
-    print(f"{OUT}: {len(idx)} faces, sha256 {hashlib.sha256(OUT.read_bytes()).hexdigest()}")
+    print(f"{OUT}: {len(idx)} faces, sha256 {sha256_file(OUT)}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,19 @@ def test_voice_training_without_emodb_is_one_line(tmp_path):
     _one_line_error(res, "emodb", "data")
 
 
+def test_a_missing_training_library_is_one_line_naming_the_extra():
+    """Runs where the train extra is absent (the Python 3.10 environment of .ci/run)."""
+    import importlib.util
+
+    from edge_msa.training.run import NEEDS
+
+    missing = [m for m in NEEDS["voice"] if importlib.util.find_spec(m) is None]
+    if not missing:
+        pytest.skip("the train extra is installed: nothing is missing")
+    res = cli("train", "voice", "--config", "configs/voice-smoke.toml")
+    _one_line_error(res, *missing, "pip install 'edge-msa[train]'")
+
+
 # ---------------------------------------------------------------- face
 
 

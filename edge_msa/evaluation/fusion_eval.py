@@ -111,7 +111,7 @@ def evaluate_missing(
     seed=0,
 ) -> dict:
     """The joint corpus built from ``labels`` (spoken sentences, FER2013
-    PublicTest faces, EmoDB/RAVDESS voices; see ``training/joint.py``):
+    PublicTest faces, EmoDB/RAVDESS voices; see ``edge_msa/data/joint.py``):
     every fixed subset of modalities, and LNLN random missing rates."""
     from edge_msa.data import banks, joint
 

@@ -75,7 +75,7 @@ def _without_text(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def mmsa_data(cfg):
-    """(batcher, validation feeds, model dims) for :func:`train_fusion.train`."""
+    """(batcher, validation feeds, model dims) for :func:`edge_msa.training.fusion.loop.train`."""
     path = Path(cfg.data.mmsa_file or "")
     if not path.is_file():
         raise FileNotFoundError(f"data.mmsa_file: {path} is not a file")
