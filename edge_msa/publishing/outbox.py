@@ -122,7 +122,7 @@ class Outbox:
             # has just taken the lock and not yet written its name: look again.
             if holder.role not in (FLUSH, "") or time.monotonic() >= deadline:
                 fix = (
-                    f"still busy after {flush_wait_s:.0f} s" if holder.role == FLUSH
+                    f"still busy after {flush_wait_s:g} s" if holder.role == FLUSH
                     else "give each running edge-msa its own --state-dir"
                 )
                 raise OutboxBusy(
