@@ -5,7 +5,8 @@ one utterance costs that utterance's modality (or, for fusion, the
 utterance), the same stage failing on several in a row ends the run, and a
 stage that dies never leaves the others waiting. Sources run in their own
 threads (:mod:`edge_msa.runtime.feeds`), frames go through
-:mod:`edge_msa.runtime.faces`, results out through
+:mod:`edge_msa.runtime.faces`, an utterance's last steps are in
+:mod:`edge_msa.runtime.utterance`, results go out through
 :mod:`edge_msa.runtime.delivery`. The VAD, the face stage and the utterance
 models (fusion included) each run in a single-thread executor, never on the
 event loop. Every time is on the run's one clock (:class:`StreamClock`).
@@ -19,14 +20,13 @@ import math
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from edge_msa import __version__
 from edge_msa.config import Config
 from edge_msa.publishing.mqtt import MqttPublisher
 from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.sinks import JsonlSink
-from edge_msa.runtime.analyzer import Analysis, Analyzer, Heard
+from edge_msa.runtime.analyzer import Analyzer, Heard
 from edge_msa.runtime.delivery import Delivery, Span
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.runtime.faces import FaceAnalysis, FaceStage
@@ -34,6 +34,7 @@ from edge_msa.runtime.feeds import SourceFeeds, until_ended
 from edge_msa.runtime.health import RECOGNISER, VAD, Progress
 from edge_msa.runtime.listen import Listen
 from edge_msa.runtime.supervisor import Supervisor, tell
+from edge_msa.runtime.utterance import FaceOnly, UtteranceSteps
 from edge_msa.sources.base import Source
 from edge_msa.sources.clock import StreamClock
 from edge_msa.types import SAMPLE_RATE, FaceObservation, SentimentResult, Utterance, VideoFrame
@@ -46,13 +47,6 @@ __all__ = ["FaceStage", "Pipeline", "PipelineListener", "Span"]
 STAGE_MS_KEEP = 10_000
 # Utterances waiting for analysis before the VAD waits too (audio then waits in its queue).
 MAX_QUEUED_UTTERANCES = 16
-# What an utterance loses when a stage of its audio side fails.
-ABSENT_WHEN_FAILED = {
-    "hear": "text and audio are absent",
-    "asr": "text and audio are absent",
-    "voice": "audio is absent",
-    "text": "text is absent",
-}
 
 
 class PipelineListener:
@@ -71,14 +65,6 @@ class PipelineListener:
 
     def result(self, result: SentimentResult) -> None:
         """A result was handed to the sinks."""
-
-
-@dataclass(frozen=True)
-class FaceOnly:
-    """Nobody spoke for a while but a face was in view: a result from it alone."""
-
-    span: Span
-    face: FaceSummary
 
 
 class Pipeline:
@@ -148,6 +134,9 @@ class Pipeline:
             self._record, self._sink_gone,
         )
         self.supervisor = Supervisor(cfg.runtime.max_consecutive_failures, self.feeds.abort)
+        self.steps = UtteranceSteps(
+            analyzer, self._pools["models"], self.supervisor, self.delivery
+        )
         self._last_result_t = float("-inf")
         # Stream time the VAD has heard up to (inf: no audio, or all of it heard).
         self._heard_until = float("-inf")
@@ -344,7 +333,7 @@ class Pipeline:
         # work ends when both have said they are done.
         async for job in until_ended(self._jobs, 2):
             if isinstance(job, FaceOnly):
-                await self._fuse(Heard.nothing(), job.face, job.span)
+                await self.steps.finish(Heard.nothing(), job.face, job.span)
                 continue
             self._room.release()
             utt, future = job
@@ -352,49 +341,16 @@ class Pipeline:
             if future is None:
                 future = self._hear(utt)
             if self.sequential:
-                heard = await self._heard(future, span)
+                heard = await self.steps.heard(future, span)
                 for face_args in await loop.run_in_executor(
                     models, self.faces.held, utt.t0, utt.t1
                 ):
                     self.faces.add(*face_args)
             else:
                 await self.faces.wait_for(utt.t1, self._video_ended)
-                heard = await self._heard(future, span)
-            await self._fuse(heard, self._face(span), span)
+                heard = await self.steps.heard(future, span)
+            await self.steps.finish(heard, self._face(span), span)
             self.progress.done(RECOGNISER)  # delivered, or dropped with a line: not stuck
-
-    async def _heard(self, future: asyncio.Future[Heard], span: Span) -> Heard:
-        """What was heard; each stage that failed on it is reported once."""
-        try:
-            heard = await future
-        except Exception as e:  # outside the analyzer's own per-stage guards
-            self.supervisor.failed("hear", str(span), e, ABSENT_WHEN_FAILED["hear"])
-            return Heard.nothing()
-        for stage in heard.ran:
-            self.supervisor.ok(stage)
-        for stage, error in heard.failed.items():
-            self.supervisor.failed(stage, str(span), error, ABSENT_WHEN_FAILED[stage])
-        return heard
-
-    async def _fuse(self, heard: Heard, face: FaceSummary | None, span: Span) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            analysis = await loop.run_in_executor(
-                self._pools["models"], self.analyzer.fuse, heard, face
-            )
-        except Exception as e:
-            self.supervisor.failed("fusion", str(span), e, "it is dropped")
-            return
-        self.supervisor.ok("fusion")
-        self._deliver(analysis, span)
-
-    def _deliver(self, analysis: Analysis, span: Span) -> None:
-        try:
-            self.delivery.deliver(analysis, span)
-        except Exception as e:
-            self.supervisor.failed("delivery", str(span), e, "its result is lost")
-            return
-        self.supervisor.ok("delivery")
 
     def _record(self, stage: str, ms: float) -> None:
         self.stage_ms[stage].append(ms)
