@@ -63,11 +63,11 @@ class Transcript:
 
 @dataclass(frozen=True)
 class TextPrediction:
-    """Sentence embedding plus the text head's Gaussian estimate."""
+    """Sentence embedding plus the text head's score (and, when asked for, its std)."""
 
     embedding: np.ndarray  # (384,) float32
     mean: float
-    std: float
+    std: float | None = None  # evaluation only: the runtime does not compute it
 
 
 @dataclass(frozen=True)
@@ -119,26 +119,18 @@ VOICE_EMOTIONS = ("anger", "boredom", "disgust", "fear", "happiness", "sadness",
 
 @dataclass(frozen=True)
 class FaceObservation:
-    """The primary face in one analysed frame.
-
-    ``valence`` and ``valence_std`` are on the MOSI scale [-3, 3], so that
-    fusion can weigh them against the other modalities directly.
-    """
+    """The primary face in one analysed frame: what the fusion model reads."""
 
     t: float
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     quality: float  # 0..1: detector confidence, size and sharpness
     probs: np.ndarray  # (7,) float32 over FACE_EMOTIONS
     embedding: np.ndarray  # (D,) float32, the CNN's penultimate layer
-    valence: float
-    valence_std: float
 
 
 @dataclass(frozen=True)
 class VoiceFeatures:
-    """One utterance's acoustic embedding and voice-emotion estimate (MOSI scale)."""
+    """One utterance's acoustic embedding and voice-emotion probabilities."""
 
     embedding: np.ndarray  # (D,) float32: pooled Whisper encoder output (+ prosody)
     probs: np.ndarray  # (7,) float32 over VOICE_EMOTIONS
-    valence: float
-    valence_std: float

@@ -19,7 +19,6 @@ from edge_msa.vision import (
     FaceDetector,
     FaceStage,
     PrimaryFaceTracker,
-    valence_from_probs,
 )
 from edge_msa.vision.tracker import iou
 from tests.conftest import REPO, need_data
@@ -82,12 +81,9 @@ def test_astronaut_gives_one_valid_observation(
     assert obs.probs.shape == (len(FACE_EMOTIONS),) and obs.probs.dtype == np.float32
     assert abs(float(obs.probs.sum()) - 1.0) < 1e-4
     assert obs.embedding.ndim == 1 and obs.embedding.shape[0] == stage.expression.embedding_dim
-    assert -3.0 <= obs.valence <= 3.0
-    assert obs.valence_std > 0
     assert 0.0 <= obs.quality <= 1.0
     # Eileen Collins smiles in this portrait.
     assert FACE_EMOTIONS[int(obs.probs.argmax())] == "happy"
-    assert obs.valence > 0
 
 
 def test_grey_scale_frame_still_works(stage: FaceStage, astronaut: np.ndarray) -> None:
@@ -177,11 +173,14 @@ def test_stage_follows_a_moving_face_between_full_searches(
 
 
 def test_valence_mapping() -> None:
+    """The v0 baseline's face valence (evaluation only: the runtime has none)."""
+    from edge_msa.evaluation.baselines import face_valence
+
     happy = np.eye(len(FACE_EMOTIONS), dtype=np.float32)[FACE_EMOTIONS.index("happy")]
-    mean, std = valence_from_probs(happy)
+    mean, std = face_valence(happy)
     assert mean == pytest.approx(2.0) and std == pytest.approx(1.0)
     uniform = np.full(len(FACE_EMOTIONS), 1 / len(FACE_EMOTIONS), np.float32)
-    u_mean, u_std = valence_from_probs(uniform)
+    u_mean, u_std = face_valence(uniform)
     assert u_std > std and -1.0 < u_mean < 0.0
 
 

@@ -19,8 +19,6 @@ def _face() -> FaceObservation:
         quality=0.9,
         probs=probs,
         embedding=np.zeros(8, np.float32),
-        valence=2.0,
-        valence_std=1.0,
     )
 
 

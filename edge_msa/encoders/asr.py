@@ -98,12 +98,6 @@ class SpeechRecognizer:
         )
         return self._transcript(segments), frames
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """The transcript alone (kept for callers that do not need the voice stage)."""
-        transcript, _ = self.recognise(audio, transcribe=True)
-        assert transcript is not None
-        return transcript
-
     def text_state(self, text: str, logprob: float, no_speech: float) -> ModalityState:
         """present: a confident transcript; simulated: a doubtful one; absent: none.
 

@@ -75,19 +75,24 @@ class TextEncoder:
     def _feed(self, texts: list[str]) -> dict[str, np.ndarray]:
         return self._pad(self._encode(texts))
 
-    def _run(self, feed: dict[str, np.ndarray]) -> list[TextPrediction]:
-        embedding, mean, log_var = self._session.run(["embedding", "mean", "log_var"], feed)
+    def _run(self, feed: dict[str, np.ndarray], with_std: bool = True) -> list[TextPrediction]:
+        names = ["embedding", "mean", "log_var"] if with_std else ["embedding", "mean"]
+        embedding, mean, *log_var = self._session.run(names, feed)
         return [
             TextPrediction(
                 embedding=np.asarray(embedding[i], dtype=np.float32),
                 mean=float(mean[i]),
-                std=math.sqrt(math.exp(float(log_var[i]))) * self.temperature,
+                std=math.sqrt(math.exp(float(log_var[0][i]))) * self.temperature
+                if with_std
+                else None,
             )
             for i in range(len(mean))
         ]
 
-    def predict(self, text: str) -> TextPrediction:
-        return self._run(self._feed([text]))[0]
+    def predict(self, text: str, with_std: bool = True) -> TextPrediction:
+        """``with_std``: also the model's own std (the evaluation's; the runtime's
+        fusion model reads the embedding and the score only)."""
+        return self._run(self._feed([text]), with_std)[0]
 
     def predict_batch(self, texts: list[str], batch_size: int = 32) -> list[TextPrediction]:
         """Predictions in input order; batches group similar lengths."""

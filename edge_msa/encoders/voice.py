@@ -9,9 +9,8 @@ and the ``context_frames`` padding frames after them. Whisper's padding frames
 attend to the whole utterance; on EmoDB adding that mean raised the nested
 leave-one-speaker-out UAR from 0.79 to 0.81 (see models/voice/manifest.json). A linear head in
 ONNX (standardisation, logistic regression, softmax) gives seven emotion
-probabilities over ``VOICE_EMOTIONS``; valence on the MOSI scale is their
-expected per-class valence, and its std the spread of those valences plus a
-base term for how loosely an acted emotion predicts sentiment.
+probabilities over ``VOICE_EMOTIONS``; the fusion model reads them. (The v0
+baseline's valence from them lives in :mod:`edge_msa.evaluation.baselines`.)
 
 No torch or scikit-learn at run time: the head was fitted offline by
 ``edge-msa train voice`` (:mod:`edge_msa.training.voice`).
@@ -27,25 +26,7 @@ import numpy as np
 from edge_msa.encoders.asr import duration_frames
 from edge_msa.models import load_manifest
 from edge_msa.models import model_dir as models_subdir
-from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState, VoiceFeatures
-
-# Sentiment on the MOSI scale [-3, 3] implied by each acted emotion. MOSI
-# labels the opinion, not the voice: anger and disgust are clear negatives,
-# sadness and fear milder ones, boredom a slight negative, happiness a clear
-# positive. The fusion model later learns its own mapping from the embedding.
-DEFAULT_VALENCE = {
-    "anger": -2.0,
-    "boredom": -0.5,
-    "disgust": -2.0,
-    "fear": -1.5,
-    "happiness": 2.0,
-    "sadness": -1.5,
-    "neutral": 0.0,
-}
-# Audio-only models on MOSI reach an MAE of about 1.4, a Gaussian sigma of
-# about 1.75: the voice alone is a weak witness of sentiment, whatever the
-# head's confidence. The class spread is added on top of this floor.
-DEFAULT_BASE_STD = 1.5
+from edge_msa.types import SAMPLE_RATE, ModalityState, VoiceFeatures
 
 FRAME_S, HOP_S = 0.04, 0.01
 F0_MIN, F0_MAX = 60.0, 400.0
@@ -169,10 +150,6 @@ class VoiceEncoder:
         self.use_prosody = bool(settings["prosody"])
         self.context_frames = int(settings.get("context_frames", 0))
         self.embedding_dim = int(settings["embedding_dim"])
-        self.valence = np.array(
-            [float(settings["valence"][e]) for e in VOICE_EMOTIONS], dtype=np.float64
-        )
-        self.base_std = float(settings["base_std"])
         warmup = {"embedding": np.zeros((1, self.embedding_dim), np.float32)}
         self._session = create_session(model_dir / manifest["file"], backend, threads, warmup)
 
@@ -185,19 +162,8 @@ class VoiceEncoder:
                 f"embedding has {embedding.shape[0]} values, the head expects {self.embedding_dim}"
             )
         (probs,) = self._session.run(["probs"], {"embedding": embedding[None, :]})
-        return self.features(embedding, probs[0])
-
-    def features(self, embedding: np.ndarray, probs: np.ndarray) -> VoiceFeatures:
-        p = np.asarray(probs, dtype=np.float64)
-        p = p / p.sum()
-        valence = float(p @ self.valence)
-        spread = float(p @ (self.valence - valence) ** 2)
-        return VoiceFeatures(
-            embedding=embedding,
-            probs=p.astype(np.float32),
-            valence=valence,
-            valence_std=math.sqrt(spread + self.base_std**2),
-        )
+        p = np.asarray(probs[0], dtype=np.float64)
+        return VoiceFeatures(embedding=embedding, probs=(p / p.sum()).astype(np.float32))
 
 
 

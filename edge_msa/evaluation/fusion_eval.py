@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msa.evaluation.baselines import ModalityEstimate, fuse
+from edge_msa.evaluation.baselines import ModalityEstimate, VoiceValence, face_valence, fuse
 from edge_msa.evaluation.report import rows_of, scored
 from edge_msa.fusion.features import FusionInputs, text_feature
 from edge_msa.types import ModalityState
@@ -186,10 +186,7 @@ def _model_runner(model, texts):
 def _baseline_runner(texts):
     """v0: the text head, the voice stage's valence and the mean face valence,
     fused by inverse variance."""
-    from edge_msa.encoders.voice import VoiceEncoder, default_model_dir
-    from edge_msa.vision.expression import valence_from_probs
-
-    voice = VoiceEncoder(default_model_dir())
+    voice = VoiceValence.shipped()
     encoder = texts.encoder
 
     def run(items: list[FusionInputs], sentences: list[str | None]):
@@ -200,10 +197,9 @@ def _baseline_runner(texts):
                 p = encoder.predict(sentence)
                 est["text"] = ModalityEstimate(p.mean, p.std, P)
             if it.audio is not None:
-                vf = voice.features(np.zeros(1), it.voice)
-                est["audio"] = ModalityEstimate(vf.valence, vf.valence_std, P)
+                est["audio"] = ModalityEstimate(*voice(it.voice), P)
             if it.vision is not None:
-                vals = [valence_from_probs(f[-7:]) for f in it.vision]
+                vals = [face_valence(f[-7:]) for f in it.vision]
                 est["vision"] = ModalityEstimate(
                     float(np.mean([v for v, _ in vals])), float(np.mean([s for _, s in vals])), P
                 )

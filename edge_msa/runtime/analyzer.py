@@ -105,7 +105,7 @@ class Analyzer:
         return audio_tokens(frames, duration_frames(len(audio))), probs
 
     def _text(self, text: str) -> np.ndarray:
-        return text_feature(self.text.predict(text))
+        return text_feature(self.text.predict(text, with_std=False))
 
     def fuse(self, heard: Heard, face: FaceSummary | None) -> Analysis:
         """What was heard plus the utterance's faces, through the fusion model."""

@@ -20,8 +20,6 @@ from edge_msa.types import FACE_EMOTIONS, FaceObservation
 class FaceSummary:
     """The face over one stretch of time, as fusion and the result need it."""
 
-    valence: float
-    valence_std: float
     emotion: str
     frames: int  # analysed frames in the window
     with_face: int  # of those, frames with a face
@@ -62,18 +60,15 @@ class FaceTrack:
         return [self._obs[i] for i in range(lo, hi)]
 
     def summary(self, t0: float, t1: float, min_face_ratio: float = 0.2) -> FaceSummary | None:
-        """Quality-weighted valence over [t0, t1]; None when too few frames had a face."""
+        """The faces over [t0, t1] (the emotion weighted by quality); None when too few
+        frames had a face."""
         window = self.between(t0, t1)
         faces = [o for o in window if o is not None]
         if not faces or len(faces) < min_face_ratio * len(window):
             return None
         w = np.array([max(o.quality, 1e-3) for o in faces])
-        valence = float(np.average([o.valence for o in faces], weights=w))
-        # Frames of one face are strongly correlated: average the stds rather than
-        # shrinking them by sqrt(n) as independent samples would.
-        std = float(np.average([o.valence_std for o in faces], weights=w))
         probs = np.average(np.stack([o.probs for o in faces]), axis=0, weights=w)
         emotion = FACE_EMOTIONS[int(np.argmax(probs))]
         tokens = vision_tokens(np.stack([o.embedding for o in faces]),
                                np.stack([o.probs for o in faces]))
-        return FaceSummary(valence, std, emotion, len(window), len(faces), tokens)
+        return FaceSummary(emotion, len(window), len(faces), tokens)

@@ -8,7 +8,7 @@ no primary face is visible (the vision modality is then absent).
 """
 
 from edge_msa.vision.detector import Detection, FaceDetector
-from edge_msa.vision.expression import ExpressionModel, FaceStage, valence_from_probs
+from edge_msa.vision.expression import ExpressionModel, FaceStage
 from edge_msa.vision.tracker import PrimaryFaceTracker
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "FaceDetector",
     "FaceStage",
     "PrimaryFaceTracker",
-    "valence_from_probs",
 ]

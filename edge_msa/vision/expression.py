@@ -7,16 +7,9 @@ standardisation itself, so the only preprocessing
 here is geometric: a square crop around the detector box, grey, resize to
 48x48, which is how FER2013's faces look (tight, square, forehead to chin).
 
-Valence (MOSI scale, -3..3) is the expected value of a per-class valence
-under the predicted distribution (``CLASS_VALENCE``). The values follow the
-usual valence ordering of the basic emotions (e.g. Russell's circumplex),
-scaled so a clearly happy face reads as "positive" (+2) and an angry or
-disgusted one as "negative" (-2); surprise is only mildly positive and
-neutral is 0. ``valence_std`` is sqrt(the variance of the per-class valence
-under the distribution + BASE_VARIANCE): the first term is the model's own
-indecision between classes, the second says that even a certain expression
-is only a loose proxy for what the person means (posed FER2013 faces, and a
-smile is not an opinion), so the face never outweighs a confident transcript.
+The fusion model reads each face's embedding and probabilities; the v0
+baseline's valence from the probabilities lives in
+:mod:`edge_msa.evaluation.baselines`.
 
 Quality (0..1) is the geometric mean of three factors, so any one of them
 near zero pulls it down: the detector's confidence; the face size
@@ -47,13 +40,8 @@ FACE_SIZE = 48
 # Default widening of the detector box (a fraction of its longer side); the
 # detector says what suits its boxes (FaceDetector.crop_margin).
 CROP_MARGIN = 0.0
-# FER2013 order: angry, disgust, fear, happy, sad, surprise, neutral.
-CLASS_VALENCE = np.array([-2.0, -2.0, -1.5, 2.0, -1.5, 0.5, 0.0], dtype=np.float32)
-BASE_VARIANCE = 1.0
 FULL_QUALITY_SIDE = 64.0
 SHARPNESS_SCALE = 1000.0
-
-assert len(CLASS_VALENCE) == len(FACE_EMOTIONS)
 
 
 def __getattr__(name: str) -> Path:
@@ -88,12 +76,6 @@ def crop_face(
     patch = grey[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interp)
-
-
-def valence_from_probs(probs: np.ndarray) -> tuple[float, float]:
-    mean = float(probs @ CLASS_VALENCE)
-    var = float(probs @ (CLASS_VALENCE - mean) ** 2)
-    return max(-3.0, min(3.0, mean)), math.sqrt(var + BASE_VARIANCE)
 
 
 def sharpness(face: np.ndarray) -> float:
@@ -181,15 +163,12 @@ class FaceStage:
         face = crop_face(image, primary.box, self.detector.crop_margin)
         probs, embedding = self.expression.predict_faces(face[None])
         self.timings["face_expression"] = (time.perf_counter() - t) * 1000.0
-        valence, std = valence_from_probs(probs[0])
         return FaceObservation(
             t=frame.t,
             box=primary.box,
             quality=quality(primary.score, primary.box, face),
             probs=probs[0],
             embedding=embedding[0],
-            valence=valence,
-            valence_std=std,
         )
 
     def _detect(self, image: np.ndarray) -> list[Detection]:

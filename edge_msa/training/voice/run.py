@@ -10,7 +10,8 @@ from edge_msa.config import ConfigError
 from edge_msa.data.metrics import classification_metrics
 from edge_msa.data.voice_augment import AUGMENTS
 from edge_msa.data.voice_corpus import RAVDESS_MAP, emodb_files, emodb_label, ravdess_clips
-from edge_msa.encoders.voice import DEFAULT_BASE_STD, DEFAULT_VALENCE, PROSODY_NAMES
+from edge_msa.encoders.voice import PROSODY_NAMES
+from edge_msa.evaluation.baselines import VOICE_BASE_STD, VOICE_VALENCE
 from edge_msa.training.manifest import write_manifest
 from edge_msa.training.settings import expand
 from edge_msa.training.voice.config import VoiceConfig
@@ -149,8 +150,8 @@ def run(
             "embedding_dim": int(x.shape[1]),
             "head": "StandardScaler + LogisticRegression(class_weight=balanced), folded",
             "C": c,
-            "valence": DEFAULT_VALENCE,
-            "base_std": DEFAULT_BASE_STD,
+            "valence": VOICE_VALENCE,  # for the v0 baseline (evaluation/baselines.py)
+            "base_std": VOICE_BASE_STD,
         },
         "metrics": {
             "loso_uar_mean": chosen["uar_mean"],
