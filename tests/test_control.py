@@ -71,9 +71,11 @@ def test_on_mid_run_from_the_home_assistant_switch_resumes(broker, subscribe, tm
         assert sub.wait_for(lambda: sub.on("/listen") == [(b"OFF", False)], 120), (
             proc.kill(), proc.communicate()[1][-3000:]
         )
-        switch = [json.loads(p) for t, p, _ in ha.messages if t.split("/")[1] == "switch"]
-        assert len(switch) == 1, ha.messages
-        (config,) = switch
+        def switch() -> list[dict]:
+            return [json.loads(p) for t, p, _ in list(ha.messages) if t.split("/")[1] == "switch"]
+
+        assert ha.wait_for(lambda: len(switch()) == 1, 10), ha.messages
+        (config,) = switch()
         assert config["command_topic"] == "edge-msa/kiosk/listen/set"
         assert config["state_topic"] == "edge-msa/kiosk/listen"
         assert (config["payload_on"], config["payload_off"]) == ("ON", "OFF")
@@ -102,3 +104,34 @@ def test_on_mid_run_from_the_home_assistant_switch_resumes(broker, subscribe, tm
     assert statuses[0]["listen"] == "OFF" and statuses[-1]["listen"] == "ON"
     late = subscribe(broker.port, "homeassistant/switch/#")  # retained, for a later HA
     assert late.wait_for(lambda: [r for *_, r in late.messages] == [True], 5)
+
+
+@pytest.mark.slow
+def test_off_mid_utterance_closes_it_and_delivers_it_at_once(broker, subscribe, tmp_path):
+    """A robot mutes the device as it starts to speak, often before the VAD's
+    hangover has closed what the person said: that utterance ends at the mute
+    and its result comes now, not when listening resumes or the run ends."""
+    sub = subscribe(broker.port, "edge-msa/robot/#")
+    proc = cli_popen(*_args(broker.port, tmp_path, "robot", "--realtime", "--no-vision"))
+    try:
+        assert sub.wait_for(lambda: sub.on("/listen") == [(b"ON", False)], 120), (
+            proc.kill(), proc.communicate()[1][-3000:]
+        )
+        time.sleep(2.0)  # into the first sentence (0.5-4.0 s of the clip)
+        muted = time.time()
+        publish.single("edge-msa/robot/listen/set", "OFF", qos=1, port=broker.port)
+        # Now: analysing it takes about a second (without the mute it would wait for
+        # the end of the clip, 20 s later).
+        assert sub.wait_for(lambda: len(sub.results()) == 1, 6), sub.messages
+        time.sleep(6.0)  # the second sentence (5.2-9.0 s) plays unheard
+        results = sub.results()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    (first,) = results
+    assert _wall(first["t_start"]) < muted < _wall(first["t_end"]) + 0.5, (first, muted)
+    assert len(sub.results()) == 1, "something heard while muted was analysed"

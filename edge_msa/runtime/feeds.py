@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 HANDOFF_POLL_S = 0.1  # how often a waiting source thread looks for an abort
 
 
+class Muted:
+    """In the audio queue: listening turned OFF, the utterance in flight ends here
+    (what was heard before is still analysed; nothing after it is kept)."""
+
+
+MUTED = Muted()
+
+
 class SourceFeeds:
     """Runs the sources; owns the queues into the stages and each source's state."""
 
@@ -58,7 +66,8 @@ class SourceFeeds:
         self.stop = threading.Event()  # sources stop; what they handed on is still analysed
         self.aborted = threading.Event()  # the stages are gone: hand-offs give up
         self._aborted = asyncio.Event()  # the same, for waits on the event loop
-        self.audio_q: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=64)
+        self.audio_q: asyncio.Queue[AudioChunk | Muted | None] = asyncio.Queue(maxsize=64)
+        self._pending: set[asyncio.Future] = set()  # hand-offs of MUTED waiting for room
         self.video_q: asyncio.Queue[VideoFrame | None] = asyncio.Queue(maxsize=2)
 
     @property
@@ -77,7 +86,26 @@ class SourceFeeds:
 
     async def run(self) -> None:
         """Until every source has ended (or broke, or was stopped)."""
-        await asyncio.gather(*(self._run_source(s) for s in self.sources))
+        loop = asyncio.get_running_loop()
+
+        def listen_changed(on: bool) -> None:  # in whichever thread changed it
+            if not on and self.n_audio:
+                loop.call_soon_threadsafe(self._put_muted)
+
+        self.listen.on_change.append(listen_changed)
+        try:
+            await asyncio.gather(*(self._run_source(s) for s in self.sources))
+        finally:
+            self.listen.on_change.remove(listen_changed)
+
+    def _put_muted(self) -> None:
+        """After the chunks already queued: they were heard before the mute."""
+        try:
+            self.audio_q.put_nowait(MUTED)
+        except asyncio.QueueFull:
+            task = asyncio.ensure_future(self.unless_aborted(self.audio_q.put(MUTED)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _run_source(self, src: Source) -> None:
         loop = asyncio.get_running_loop()

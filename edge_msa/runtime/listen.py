@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Listen:
             self._decided.set()
         self.dropped = 0  # chunks and frames dropped while off
         self.changed_at = time.time()
+        # Called with the new state after each change, in the thread that changed it.
+        self.on_change: list[Callable[[bool], None]] = []
 
     @property
     def on(self) -> bool:
@@ -64,6 +67,8 @@ class Listen:
                 log.info(
                     "listening OFF (%s): audio and frames are dropped until it is ON again", why
                 )
+            for callback in list(self.on_change):
+                callback(on)
         return changed
 
     def decide(self) -> None:

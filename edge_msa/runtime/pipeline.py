@@ -30,7 +30,7 @@ from edge_msa.runtime.analyzer import Analyzer, Heard
 from edge_msa.runtime.delivery import Delivery, Span
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.runtime.faces import FaceAnalysis, FaceStage
-from edge_msa.runtime.feeds import SourceFeeds, until_ended
+from edge_msa.runtime.feeds import MUTED, SourceFeeds, until_ended
 from edge_msa.runtime.health import RECOGNISER, VAD, Progress
 from edge_msa.runtime.listen import Listen
 from edge_msa.runtime.supervisor import Supervisor, tell
@@ -205,6 +205,18 @@ class Pipeline:
     async def _segment(self, n_audio: int) -> None:
         loop = asyncio.get_running_loop()
         async for chunk in until_ended(self.feeds.audio_q, n_audio):
+            if chunk is MUTED:  # listening turned OFF: the utterance in flight ends here
+                try:
+                    closed = await loop.run_in_executor(
+                        self._pools["vad"], self.segmenter.flush, None, "muted"
+                    )
+                except Exception as e:
+                    self.supervisor.failed("vad", "the mute", e, "the words before it are lost")
+                    closed = []
+                for utt in closed:
+                    await self._put_utterance(utt)
+                self._in_speech = False
+                continue
             t = time.perf_counter()
             try:
                 closed = await loop.run_in_executor(self._pools["vad"], self.segmenter.push, chunk)
