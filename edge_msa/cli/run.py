@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _flag(run, "--transcript", "output.include_transcript", True,
           "put the transcript into published results")
     _flag(run, "--no-transcribe", "asr.enabled", False,
-          "no speech recognition (privacy): text is absent")
+          "no speech recognition (privacy): text is imagined from the voice")
     run.add_argument("--backend", dest="runtime.backend", choices=BACKENDS)
     _flag(run, "--no-vision", "vision.enabled", False, "do not analyse frames: vision is absent")
     run.add_argument(
