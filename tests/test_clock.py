@@ -51,6 +51,35 @@ def test_stream_clock_anchor():
     assert abs(clock.wall(clock.now()) - time.time()) < 0.01
 
 
+def test_sources_share_the_runs_clock():
+    """A paced file is placed on the run's clock when its first frame arrives (a
+    file read as fast as it decodes keeps its media time)."""
+    from edge_msa.sources import build_sources
+
+    clock = StreamClock(time.time() - 5.0, time.monotonic() - 5.0)  # the run began 5 s ago
+    cfg = Config.model_validate({"source": {"demo": True, "realtime": True}}).source
+    (paced,) = build_sources(cfg, clock)
+
+    def first_items(source) -> list:
+        items: list = []
+        stop = threading.Event()
+
+        def emit(item) -> None:
+            items.append((clock.now(), item))
+            if len(items) >= 5:
+                stop.set()
+
+        source.open()
+        source.run(emit, stop)
+        return items
+
+    # Dated on the run's clock (an audio chunk is handed on once 0.1 s of it is in).
+    for arrived, item in first_items(paced):
+        assert abs(item.t - arrived) < 0.25, (item.t, arrived)
+    (fast,) = build_sources(cfg.model_copy(update={"realtime": False}), clock)
+    assert first_items(fast)[0][1].t < 0.1  # media time, from 0
+
+
 def test_live_result_starts_when_its_speech_was_captured(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
