@@ -150,5 +150,6 @@ def test_optional_library_missing_names_the_extra():
     from edge_msa.cli.common import missing_extra
 
     err = ModuleNotFoundError("No module named 'torch'", name="torch")
-    assert missing_extra(err, "train") == "`edge-msa train` needs torch: pip install 'edge-msa[train]'"
+    line = missing_extra(err, "train")
+    assert line == "`edge-msa train` needs torch: pip install 'edge-msa[train]'"
     assert missing_extra(ModuleNotFoundError("x", name="numpy"), "run") is None
