@@ -227,7 +227,12 @@ class MqttPublisher:
 
     async def _messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            await self._handle(client, message)
+            try:
+                await self._handle(client, message)
+            except aiomqtt.MqttError:
+                raise  # the connection is gone: _serve sees it too
+            except Exception:  # one odd message must not end the publisher
+                log.warning("message on %s not handled", message.topic, exc_info=True)
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         from edge_msa.publishing import ha
