@@ -93,6 +93,18 @@ def test_train_text_runs_both_stages_and_describes_the_model(tmp_path):
     assert manifest["data"]["mosi_train_asr"]["rows"] == 5
     assert manifest["metrics"]["int8_onnx"]["mosi_dev_asr"]["n"] == 5
     assert "mosi_dev_asr" in manifest["calibration"]
+    # --export-only exports the last stage's checkpoint again, without training.
+    again = cli("train", "text", "--config", "configs/text-smoke.toml", "--export-only",
+                *(a for k, v in (("data", tmp_path / "data"), ("out", out),
+                                 ("work", tmp_path / "work"),
+                                 ("stages.1.asr_corpus", tmp_path / "data" / "spoken"))
+                  for a in ("--set", f"{k}={v}")),
+                timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    redone = _check_manifest(out, "edge-msa train text --config configs/text-smoke.toml")
+    assert redone["export_command"].endswith("--export-only")
+    assert redone["training"]["history"] == manifest["training"]["history"]
+    assert redone["data"] == manifest["data"]
     # What the runtime loads is what was written.
     from edge_msa.encoders.text import TextEncoder
 

@@ -17,6 +17,7 @@ def corpus_data(cfg: TrainConfig):
     from edge_msa.data.labels import read_labels
 
     root = Path(cfg.data.root)
+    check_corpus_files(cfg)
     cache = Path(cfg.data.spoken_cache) if cfg.data.spoken_cache else None
     texts = joint.TextBank()
     folded = (
@@ -47,6 +48,24 @@ def corpus_data(cfg: TrainConfig):
     if folded is not texts:
         folded.save()
     return (train, w_train), valid
+
+
+def check_corpus_files(cfg: TrainConfig) -> None:
+    """Every input file of the joint corpus, before minutes of feature extraction;
+    a missing one is one line naming its config key."""
+    from edge_msa.config import ConfigError
+
+    root = Path(cfg.data.root)
+    wanted = [(f"data.train[{i}].labels", s.labels) for i, s in enumerate(cfg.data.train)]
+    wanted += [(f"data.valid[{i}].labels", s.labels) for i, s in enumerate(cfg.data.valid)]
+    wanted += [("data.faces_train", cfg.data.faces_train)]
+    wanted += [("data.faces_valid", cfg.data.faces_valid), ("data.root (voice bank)", "emodb")]
+    for key, rel in wanted:
+        if not (root / rel).exists():
+            raise ConfigError(
+                f"{key}: {root / rel} not found; set data.root in the config (or EDGE_MSA_DATA) "
+                "to the data sets folder"
+            )
 
 
 def concat_sentences(parts):
