@@ -259,6 +259,7 @@ def test_shipped_manifests_record_the_recipe_their_config_holds():
     """configs/<kind>.toml reproduces models/<kind>: same numbers as the manifest records."""
     from edge_msa.training.face.config import FaceConfig
     from edge_msa.training.settings import load
+    from edge_msa.training.text.config import TextConfig
     from edge_msa.training.voice.config import VoiceConfig
 
     face = json.loads((REPO / "models" / "face" / "manifest.json").read_text())
@@ -271,6 +272,16 @@ def test_shipped_manifests_record_the_recipe_their_config_holds():
     assert vcfg.context == voice["settings"]["context_frames"]
     assert vcfg.augment == bool(voice["settings"]["augment"])
     assert voice["metrics"]["holdout"]["speakers"] == vcfg.holdout_speakers
+    text = json.loads((REPO / "models" / "text" / "manifest.json").read_text())
+    tcfg = load(TextConfig, REPO / "configs" / "text.toml")
+    made, last = text["training"], tcfg.stages[-1]
+    for key in ("batch_size", "max_len", "evals_per_epoch", "skip_frozen", "freeze_layers",
+                "seed", "threads"):
+        assert getattr(tcfg, key) == made[key], key
+    assert (last.epochs, last.head_lr, last.asr_corpus is not None) == (
+        made["epochs"], made["head_lr"], made["asr_corpus"] is not None
+    )
+    assert "--epochs 2" in made["init_command"] and tcfg.stages[0].epochs == 2
 
 
 def test_manifest_helper_refuses_an_undescribed_model_and_knows_no_checkout(tmp_path):
