@@ -64,9 +64,9 @@ def face_bank(npz: Path, variants: int = 4, seed: int = 0) -> dict[str, np.ndarr
     """``tokens`` (N, variants, 135) float16 and ``labels`` (N,) for a FER2013 npz."""
     from tqdm import tqdm
 
-    from edge_msa.vision.expression import DEFAULT_MODEL_DIR, MODEL_FILE, ExpressionModel
+    from edge_msa.vision.expression import MODEL_FILE, ExpressionModel, default_model_dir
 
-    model_file = Path(DEFAULT_MODEL_DIR) / MODEL_FILE
+    model_file = default_model_dir() / MODEL_FILE
     cache = cache_root() / f"face_{Path(npz).stem}_{variants}_{seed}_{_sha8(model_file)}.npz"
     if cache.exists():
         return dict(np.load(cache))

@@ -68,13 +68,6 @@ def default_model_dir() -> Path:
     return models_subdir("face")
 
 
-def __getattr__(name: str) -> Path:
-    # DEFAULT_MODEL_DIR was a constant; it is resolved on each use so that
-    # EDGE_MSA_MODELS and --models set after import still apply.
-    if name == "DEFAULT_MODEL_DIR":
-        return default_model_dir()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 @dataclass(frozen=True)
 class Detection:

@@ -44,12 +44,6 @@ FULL_QUALITY_SIDE = 64.0
 SHARPNESS_SCALE = 1000.0
 
 
-def __getattr__(name: str) -> Path:
-    # DEFAULT_MODEL_DIR was a constant: resolved on each use (see edge_msa.models).
-    if name == "DEFAULT_MODEL_DIR":
-        return default_model_dir()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
