@@ -82,6 +82,13 @@ class AsrConfig(_Model):
         description="live and --realtime runs: recognise during the VAD hangover, so little "
         "is left when the utterance closes",
     )
+    draft_pause_ms: int = Field(
+        240,
+        ge=0,
+        description="with early_start: begin recognising only after this long a pause (a "
+        "shorter one is often a breath, and speech going on wastes the pass); at or above "
+        "vad.hangover_ms there is no early start",
+    )
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1)
     present_min_logprob: float = -0.8

@@ -94,7 +94,12 @@ async def _measure(
         if fast.stage_ms.get("face") else 0.0,
         "face_frames_per_wall_s": round(fast.frames_analysed / fast_s, 1),
         "rtf": round(fast_s / duration, 3),
-        "early_starts_used": f"{paced.drafts['used']}/{paced.drafts['started']}",
+        # Recognition started in a pause (paced run): used by its utterance, or
+        # outdated by speech going on (and of those, how many had begun: work in vain).
+        "drafts_started": paced.drafts.started,
+        "drafts_used": paced.drafts.used,
+        "drafts_outdated": paced.drafts.outdated,
+        "drafts_outdated_ran": paced.drafts.outdated_ran,
     }
     for stage in STAGES:
         if paced.stage_ms.get(stage):

@@ -28,6 +28,7 @@ from edge_msa.publishing.outbox import Outbox
 from edge_msa.publishing.sinks import JsonlSink
 from edge_msa.runtime.analyzer import Analyzer, Heard
 from edge_msa.runtime.delivery import Delivery, Span
+from edge_msa.runtime.drafts import Hearing
 from edge_msa.runtime.face_track import FaceSummary
 from edge_msa.runtime.faces import FaceAnalysis, FaceStage
 from edge_msa.runtime.feeds import MUTED, SourceFeeds, until_ended
@@ -116,7 +117,7 @@ class Pipeline:
         one = ThreadPoolExecutor(1, thread_name_prefix="stages") if sequential else None
         self._pools = {
             name: one or ThreadPoolExecutor(1, thread_name_prefix=name)
-            for name in ("vad", "face", "models")
+            for name in ("vad", "face", "models", "drafts")
         }
         self.feeds = SourceFeeds(
             sources, cfg.vision.max_fps, face_stage is not None, self.lossless_video,
@@ -141,10 +142,15 @@ class Pipeline:
         # Stream time the VAD has heard up to (inf: no audio, or all of it heard).
         self._heard_until = float("-inf")
         self._in_speech = False
-        # The utterance recognised ahead of its close: its key and its future.
-        self._draft: tuple[tuple[float, float, int], asyncio.Future[Heard]] | None = None
-        self._hearing = 0  # recognition passes started and not yet done
-        self.drafts = {"started": 0, "used": 0}  # for `edge-msa bench`: work done in vain
+        # Recognition passes: drafts started in a pause (live and paced runs
+        # only: a file read as fast as it decodes has no hangover to hide them
+        # in), and the real ones when an utterance closes without a usable draft.
+        early = cfg.asr.early_start and not self.lossless_video and not sequential
+        self.hearing = Hearing(
+            analyzer.hear, self._pools["drafts"], self._pools["models"],
+            cfg.asr.draft_pause_ms if early else None,
+        )
+        self.drafts = self.hearing.counts  # for `edge-msa bench`: time bought, work in vain
         # Utterances and face-only results to analyse, in time order.
         self._jobs: asyncio.Queue[tuple[Utterance, asyncio.Future | None] | FaceOnly | None] = (
             asyncio.Queue()
@@ -234,7 +240,8 @@ class Pipeline:
             # segmenter itself changes in the VAD's thread.
             self._in_speech = self.segmenter.in_speech
             self._heard_until = chunk.t + len(chunk.samples) / SAMPLE_RATE
-            self._start_draft()
+            # A pause long enough starts a draft; speech going on outdates it.
+            self.hearing.after_audio(self.segmenter)
             self._maybe_face_only()
         if n_audio:
             try:
@@ -250,49 +257,17 @@ class Pipeline:
     async def _put_utterance(self, utt: Utterance) -> None:
         # Speech counts as a result for the face-only interval as soon as it is cut.
         self._last_result_t = max(self._last_result_t, utt.t1)
-        draft, self._draft = self._draft, None
-        if draft is not None and draft[0] != _key(utt):
-            draft[1].cancel()  # outdated by speech that went on
-            draft = None
-        self.drafts["used"] += draft is not None
+        # Its draft, if one started in the pause and speech did not outdate it.
+        heard = self.hearing.take(utt)
         await self._room.acquire()  # released when the analysis takes it
-        self._jobs.put_nowait((utt, draft[1] if draft else None))
+        self._jobs.put_nowait((utt, heard))
         self.progress.arrived(RECOGNISER)
-
-    def _start_draft(self) -> None:
-        """Recognise the utterance the pause under way would close, during the hangover.
-
-        Live and paced runs only: a file read as fast as it decodes has no
-        hangover to hide the work in. A draft that speech outdates is dropped.
-        """
-        if self.lossless_video or not self.cfg.asr.early_start:
-            return
-        utt = self.segmenter.draft()
-        if utt is None or (self._draft is not None and self._draft[0] == _key(utt)):
-            return
-        if self._draft is not None:
-            self._draft[1].cancel()  # only stops it if it has not started
-        self._draft = (_key(utt), self._hear(utt))
-        self.drafts["started"] += 1
-
-    def _hear(self, utt: Utterance) -> asyncio.Future[Heard]:
-        self._hearing += 1
-        heard = asyncio.get_running_loop().run_in_executor(
-            self._pools["models"], self.analyzer.hear, utt.audio
-        )
-        heard.add_done_callback(self._heard_done)
-        return heard
-
-    def _heard_done(self, future: asyncio.Future) -> None:
-        self._hearing -= 1
-        if not future.cancelled():
-            future.exception()  # a dropped draft's error is not "never retrieved"
 
     # -- faces ---------------------------------------------------------------
 
     async def _faces(self) -> None:
         await self.faces.run(
-            self.feeds.video_q, self.feeds.n_video, lambda: self._hearing > 0,
+            self.feeds.video_q, self.feeds.n_video, self.hearing.skip_frames,
             self._maybe_face_only,
         )
         self._jobs.put_nowait(None)  # the face-only results are all queued
@@ -350,8 +325,8 @@ class Pipeline:
             self._room.release()
             utt, future = job
             span = Span(utt.t0, utt.t1, utt.closed_at)
-            if future is None:
-                future = self._hear(utt)
+            if future is None:  # no usable draft: the real pass, never behind an outdated one
+                future = self.hearing.real(utt)
             if self.sequential:
                 heard = await self.steps.heard(future, span)
                 for face_args in await loop.run_in_executor(
@@ -386,7 +361,3 @@ class Pipeline:
             "frames_dropped": self.frames_dropped,
             "transcribe": self.cfg.asr.enabled,
         }
-
-
-def _key(utt: Utterance) -> tuple[float, float, int]:
-    return utt.t0, utt.t1, len(utt.audio)

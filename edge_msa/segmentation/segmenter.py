@@ -199,16 +199,26 @@ class Segmenter:
         utterance = self._close(end, closed_by)
         return [] if utterance is None else [utterance]
 
-    def draft(self) -> Utterance | None:
+    @property
+    def pause_ms(self) -> float:
+        """How long the pause under way has lasted so far (0 while speech goes on)."""
+        if self._start is None or self._quiet_from is None:
+            return 0.0
+        return (self._next_window - self._quiet_from) * 1000 / SAMPLE_RATE
+
+    def draft(self, min_pause_ms: float = 0) -> Utterance | None:
         """The utterance the VAD will close if the pause under way lasts.
 
-        Its times and length are that utterance's, ready as soon as the VAD
-        hears the pause begin: recognition can start during the hangover
-        instead of after it. Tail padding not heard yet is silence (the VAD
-        just judged that stretch not speech). None while speech goes on.
+        Its times and length are that utterance's, ready once the VAD has
+        heard ``min_pause_ms`` of the pause (at least one 32 ms window):
+        recognition can start during the hangover instead of after it. A
+        longer ``min_pause_ms`` is a surer prediction (a breath inside a
+        sentence is short) and leaves less of the hangover to hide the work
+        in. Tail padding not heard yet is silence (the VAD just judged that
+        stretch not speech). None while speech goes on or the pause is shorter.
         """
         start, end = self._start, self._quiet_from
-        if start is None or end is None:
+        if start is None or end is None or self.pause_ms < min_pause_ms:
             return None
         draft = self._utterance(start, end, "silence")
         if draft is None or self._buffer.end >= end + self.pad:
