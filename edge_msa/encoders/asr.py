@@ -64,6 +64,10 @@ class SpeechRecognizer:
             device=device,
             compute_type=compute_type,
             cpu_threads=threads,
+            # Two workers: a real pass runs at once beside an outdated draft
+            # (runtime/drafts.py) instead of queuing in CTranslate2 behind it.
+            # The weights are shared; the second worker's buffers add ~50 MB.
+            num_workers=2,
             local_files_only=True,
         )
         self._tokenizer, self._options = self._decoding_setup()
