@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -219,3 +221,25 @@ def test_outdated_draft_delays_neither_the_real_pass_nor_the_faces(
     t0, t1 = watch.first_frame + second_t0 + 0.2, watch.first_frame + second_t1 - 0.2
     during = [t for t in watch.frames_while_held if t0 <= t <= t1]
     assert len(during) >= 0.5 * 10 * (t1 - t0), (t0, t1, watch.frames_while_held)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_recogniser_runs_a_real_pass_beside_a_running_draft(sentences) -> None:
+    """The Whisper model has a worker for each pass: a second pass begins while
+    the first is still in CTranslate2 (with one worker it would sit in its queue)."""
+    cfg = load_config(None, {"vision": {"enabled": False}}, environ={})
+    _, analyzer, _, _ = load_models(cfg, False)
+    whisper = analyzer.asr.model.model  # CTranslate2's Whisper
+    audio = np.concatenate([sentences[0], _silence(0.3, 3), sentences[1]])
+    seen: set[tuple[int, int]] = set()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(analyzer.hear, audio)
+        while whisper.num_active_batches == 0 and not first.done():
+            time.sleep(0.002)
+        second = pool.submit(analyzer.hear, audio)
+        while not (first.done() and second.done()):
+            seen.add((whisper.num_active_batches, whisper.num_queued_batches))
+            time.sleep(0.002)
+    assert (2, 0) in seen, seen
+    assert first.result().transcript.text == second.result().transcript.text
