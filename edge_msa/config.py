@@ -93,6 +93,28 @@ class AsrConfig(_Model):
     threads: int = Field(2, ge=1)
     present_min_logprob: float = -0.8
     absent_min_no_speech: float = Field(0.6, ge=0, le=1)
+    # The voice head and the fusion model were trained on the full window's
+    # frames: another window changes their inputs (docs/asr.md).
+    window: Literal["full", "fit"] | list[float] = Field(
+        "full",
+        description='Whisper encoder window: "full" (30 s, what the models were trained on), '
+        '"fit" (the audio plus window_margin_s, in whole seconds) or sizes in seconds such as '
+        "[5, 10, 15, 30] (the smallest holding the audio plus the margin)",
+    )
+    window_margin_s: float = Field(
+        1.0, ge=0, le=10, description="padding after the audio in a window under 30 s"
+    )
+    window_fallback: bool = Field(
+        True, description="a short window's transcript that fails Whisper's checks is decoded "
+        "again from the full window",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window_sizes(cls, v: str | list[float]) -> str | list[float]:
+        if isinstance(v, list) and (not v or min(v) <= 0 or max(v) > 30):
+            raise ValueError("window sizes must be seconds in (0, 30]")
+        return v
 
 
 class VisionConfig(_Model):

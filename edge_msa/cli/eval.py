@@ -1,4 +1,4 @@
-"""`edge-msa eval text|speech|missing|face|voice`: a model on labelled data."""
+"""`edge-msa eval text|speech|missing|face|voice|asr`: a model on labelled data."""
 
 from __future__ import annotations
 
@@ -53,10 +53,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     for p in (face, voice):
         add_report(p, "write a confusion-matrix PNG here")
+    asr = _add_asr_parser(ev_sub)
     for name, p in (("text", text), ("speech", speech), ("missing", missing),
-                    ("face", face), ("voice", voice)):
+                    ("face", face), ("voice", voice), ("asr", asr)):
         add_models(p)
         p.set_defaults(handler=handle, eval_handler=EVALS[name])
+
+
+def _add_asr_parser(ev_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    asr = ev_sub.add_parser(
+        "asr", help="speech recognition by encoder window: word error rate, time, features"
+    )
+    asr.add_argument(
+        "--windows", nargs="+", default=["full", "5,10,15,30", "fit"],
+        help="candidates, the first the reference: full, fit or sizes like 5,10,15,30, each "
+        "with optional @MARGIN seconds and :nrN (no-repeat n-gram size), e.g. fit@2:nr4",
+    )
+    asr.add_argument("--corpus", nargs="+", default=["media", "ravdess", "espeak"],
+                     choices=["media", "ravdess", "espeak"])
+    asr.add_argument("--data", help="the data sets folder (default: $EDGE_MSA_DATA, then "
+                     "../shared/datasets)")
+    asr.add_argument("--split", default="dev", help="espeak: the MOSI rows whose mode is NAME")
+    asr.add_argument("--limit", type=int, help="at most N clips of ravdess and espeak, evenly")
+    asr.add_argument("--threads", type=int, default=1)
+    asr.add_argument("--out", help="one JSON line per clip and window here")
+    asr.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    asr.add_argument("--backend", default="cpu")
+    return asr
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -145,6 +168,29 @@ def _eval_voice(args: argparse.Namespace) -> int:
     return _report(args, metrics, format_voice_table(metrics), "voice")
 
 
+def _eval_asr(args: argparse.Namespace) -> int:
+    import os
+
+    from edge_msa.evaluation import asr_eval
+
+    data = Path(args.data or os.environ.get("EDGE_MSA_DATA", "../shared/datasets"))
+    labels = data / "mosi" / "label.csv"
+    sources = {
+        "media": lambda: asr_eval.media_clips(data / "media", labels),
+        "ravdess": lambda: asr_eval.ravdess_clips(data / "ravdess_speech", args.limit),
+        "espeak": lambda: asr_eval.espeak_clips(labels, args.split, args.limit),
+    }
+    for spec in args.windows:
+        asr_eval.parse_candidate(spec)  # a typo fails before any clip is heard
+    corpora = {name: sources[name]() for name in args.corpus}
+    out = Path(args.out) if args.out else None
+    metrics = asr_eval.evaluate_asr(corpora, args.windows, args.threads, args.backend, out)
+    print(asr_eval.format_asr_table(metrics))
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
 def _report(args: argparse.Namespace, metrics: dict, table: str, name: str) -> int:
     print(table)
     if args.plot:
@@ -170,4 +216,5 @@ EVALS = {
     "missing": _eval_missing,
     "face": _eval_face,
     "voice": _eval_voice,
+    "asr": _eval_asr,
 }

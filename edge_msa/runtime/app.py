@@ -179,11 +179,15 @@ def load_models(cfg: Config, has_video: bool = True, naive: bool = False):
     backend = cfg.runtime.backend
     asr = text = voice = None
     if cfg.asr.enabled or cfg.voice.enabled:
-        from edge_msa.encoders.asr import SpeechRecognizer
+        from edge_msa.encoders.asr import FULL_WINDOW, SpeechRecognizer, window_policy
 
         a = cfg.asr
+        # The naive baseline keeps Whisper's fixed 30 s window.
+        window = FULL_WINDOW if naive else window_policy(a.window, a.window_margin_s,
+                                                         a.window_fallback)
         asr = SpeechRecognizer(
-            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech, backend, naive
+            a.beam_size, a.threads, a.present_min_logprob, a.absent_min_no_speech, backend, naive,
+            window,
         )
     if cfg.asr.enabled:
         from edge_msa.encoders import text as text_mod
