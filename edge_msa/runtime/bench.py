@@ -100,6 +100,8 @@ async def _measure(
         "drafts_used": paced.drafts.used,
         "drafts_outdated": paced.drafts.outdated,
         "drafts_outdated_ran": paced.drafts.outdated_ran,
+        # How long before its utterance closed a used draft began (the time it can buy).
+        "drafts_head_start_ms_p50": _pct(list(paced.drafts.head_start_ms), 50),
     }
     for stage in STAGES:
         if paced.stage_ms.get(stage):

@@ -54,6 +54,7 @@ class Pass:
     work: Future[Heard] | None = None  # in the pass's thread
     future: asyncio.Future[Heard] | None = None  # the same, awaited on the loop
     running: bool = False  # in its thread now (set and cleared there)
+    started_at: float = field(default_factory=time.monotonic)
     ran: bool = False  # got its thread at all (a queued one may never)
 
 
@@ -66,6 +67,9 @@ class DraftCounts:
     outdated: int = 0  # speech went on (or the utterance closed otherwise): dropped
     outdated_ran: int = 0  # of those, how many had begun (their work was wasted)
     real: int = 0  # passes started at the close (no usable draft)
+    # Per used draft, ms from its start to its utterance's close: the most it
+    # can take off end of utterance to publish (all of it once the pass is shorter).
+    head_start_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     # The latest events, (what, time.monotonic()): the order tests check.
     log: deque[tuple[str, float]] = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -114,6 +118,7 @@ class Hearing:
         if current is not None and current.key == key(utt):
             current.draft = False  # the utterance's own pass from now on
             self.counts.used += 1
+            self.counts.head_start_ms.append((utt.closed_at - current.started_at) * 1000.0)
             self._note("used")
             assert current.future is not None
             return current.future
