@@ -12,6 +12,14 @@ GPU providers are only asked for when chosen. When the installed ONNX Runtime
 lacks one, the session falls back to the CPU with one warning naming what is
 missing. Thread counts are set per model, and one warm-up run at load keeps
 lazy initialisation out of the first real call.
+
+Which graph of a model folder runs is decided here too (:func:`model_file`):
+the manifest's ``file`` on the CPU (the text and fusion models' dynamic INT8,
+the fastest there), and on ``cuda``/``tensorrt`` the manifest's
+``tensorrt.file`` when it names one: a static INT8 QDQ or FP16 graph without
+the ``MatMulInteger``/``DynamicQuantizeLinear`` nodes TensorRT cannot take
+(``scripts/build_trt_graphs.py``, ``docs/tensorrt.md``). A GPU backend whose
+provider is not installed runs on the CPU, so it gets the CPU graph.
 """
 
 from __future__ import annotations
@@ -28,7 +36,34 @@ log = logging.getLogger(__name__)
 Backend = Literal["cpu", "cuda", "tensorrt"]
 
 DEFAULT_ENGINE_CACHE = Path("~/.cache/edge-msa/trt").expanduser()
+PROVIDER = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# ONNX Runtime's CPU layout transformer (NCHWc, for convolutions, which these graphs
+# lack) crashes the process at load on the FP16 fusion graph (onnxruntime 1.32,
+# AVX-512); FP16 graphs only meet the CPU in checks and CPU fallbacks.
+FP16_DISABLED_OPTIMIZERS = ["NchwcTransformer"]
 _warned: set[str] = set()
+
+
+def runs_on(backend: Backend, available: set[str]) -> Backend:
+    """The backend that will really run: ``backend``, or ``cpu`` when its provider is missing."""
+    return backend if backend == "cpu" or PROVIDER[backend] in available else "cpu"
+
+
+def model_file(
+    folder: str | Path, manifest: dict, backend: Backend = "cpu", available: set[str] | None = None
+) -> Path:
+    """The graph of a model folder that ``backend`` runs (see the module doc);
+    ``available``: the installed providers (default: this onnxruntime's)."""
+    folder = Path(folder)
+    gpu = (manifest.get("tensorrt") or {}).get("file")
+    if gpu and backend != "cpu":
+        if available is None:
+            import onnxruntime as ort
+
+            available = set(ort.get_available_providers())
+        if runs_on(backend, available) != "cpu":
+            return folder / gpu
+    return folder / manifest["file"]
 
 
 def providers_for(backend: Backend, available: set[str], model: Path) -> list:
@@ -36,7 +71,7 @@ def providers_for(backend: Backend, available: set[str], model: Path) -> list:
     cpu = "CPUExecutionProvider"
     if backend == "cpu":
         return [cpu]
-    wanted = "CUDAExecutionProvider" if backend == "cuda" else "TensorrtExecutionProvider"
+    wanted = PROVIDER[backend]
     if wanted not in available:
         if wanted not in _warned:
             _warned.add(wanted)
@@ -82,7 +117,10 @@ def create_session(
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     providers = providers_for(backend, set(ort.get_available_providers()), path)
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    disabled = FP16_DISABLED_OPTIMIZERS if ".fp16." in path.name else None
+    session = ort.InferenceSession(
+        str(path), sess_options=opts, providers=providers, disabled_optimizers=disabled
+    )
     if warmup is not None:
         session.run(None, warmup)
     return session

@@ -41,7 +41,7 @@ class TextEncoder:
     def __init__(self, model_dir: Path, backend: str = "cpu", threads: int = 1) -> None:
         from tokenizers import Tokenizer
 
-        from edge_msa.backends import create_session
+        from edge_msa.backends import create_session, model_file
 
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, "edge-msa train text --config configs/text.toml")
@@ -54,8 +54,10 @@ class TextEncoder:
         # single sentence is not padded to max_len.
         self._tokenizer.enable_truncation(max_length=self.max_len)
         self._tokenizer.no_padding()
+        # The backend's graph: dynamic INT8 on the CPU, the TensorRT-ready one on a GPU.
+        self.graph = model_file(model_dir, manifest, backend)
         self._session = create_session(
-            model_dir / manifest["file"], backend, threads, warmup=self._feed(["warm up"])
+            self.graph, backend, threads, warmup=self._feed(["warm up"])
         )
 
     def _encode(self, texts: list[str]) -> list[list[int]]:

@@ -39,14 +39,16 @@ class FusionModel:
     def __init__(
         self, model_dir: Path | str | None = None, backend: str = "cpu", threads: int = 1
     ) -> None:
-        from edge_msa.backends import create_session
+        from edge_msa.backends import create_session, model_file
 
         model_dir = Path(model_dir or default_model_dir())
         manifest = load_manifest(model_dir, "edge-msa train --config FILE")
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.temperature = float(manifest["temperature"])
+        # The backend's graph: dynamic INT8 on the CPU, the TensorRT-ready one on a GPU.
+        self.graph = model_file(model_dir, manifest, backend)
         self._session = create_session(
-            model_dir / manifest["file"], backend, threads, warmup=batch([FusionInputs()])
+            self.graph, backend, threads, warmup=batch([FusionInputs()])
         )
 
     def predict(self, inputs: FusionInputs) -> FusionOutput:
