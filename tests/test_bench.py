@@ -34,4 +34,7 @@ def test_bench_reports_every_key(tmp_path):
     for key in ("speedup_vs_baseline", "speedup_vs_baseline_p95", "rtf_ratio_vs_baseline"):
         assert isinstance(report[key], float) and report[key] > 0
     assert set(report["model_mb"]) >= {"face", "fusion", "text", "voice", "whisper"}
+    # Drafts of the paced run: each one started was used by its utterance or outdated.
+    assert report["drafts_started"] == report["drafts_used"] + report["drafts_outdated"]
+    assert report["drafts_outdated_ran"] <= report["drafts_outdated"]
     assert (tmp_path / "plots" / "latency.png").stat().st_size > 1000

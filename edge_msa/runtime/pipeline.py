@@ -221,6 +221,7 @@ class Pipeline:
                     closed = []
                 for utt in closed:
                     await self._put_utterance(utt)
+                self.hearing.after_audio(self.segmenter)  # a draft it did not close is outdated
                 self._in_speech = False
                 continue
             t = time.perf_counter()
@@ -251,6 +252,7 @@ class Pipeline:
                 closed = []
             for utt in closed:
                 await self._put_utterance(utt)
+            self.hearing.after_audio(self.segmenter)  # a draft it did not close is outdated
         self._heard_until, self._in_speech = float("inf"), False
         self._jobs.put_nowait(None)
 
