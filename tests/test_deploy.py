@@ -47,7 +47,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_every_manifest_model_is_found():
     models = be.all_models(REPO / "models")
     for key in (
-        "text/text_sentiment.int8.onnx",
+        "text/text_sentiment.fp16.onnx",
+        "fusion/fusion.qdq.int8.onnx",
         "voice/voice_head.onnx",
         "face/expression.int8.onnx",
         "face/expression.fp32.onnx",
@@ -55,6 +56,9 @@ def test_every_manifest_model_is_found():
         "faster_whisper/silero_vad_v6.onnx",
     ):
         assert key in models and models[key].is_file()
+    # The CPU's dynamic INT8 graphs are replaced by the manifests' TensorRT graphs.
+    assert "text/text_sentiment.int8.onnx" not in models
+    assert "fusion/fusion.int8.onnx" not in models
 
 
 def test_manifests_are_read_generically(tmp_path):
@@ -93,7 +97,8 @@ def test_cpu_stand_in_checks_every_shipped_model(tmp_path):
             assert out["max_abs_ref"] > 0, (row["model"], name)
         assert row["model"] in proc.stdout  # the table names every model
     assert rows["face/expression.int8.onnx"]["samples"].startswith("calibration/face_calibration")
-    assert rows["text/text_sentiment.int8.onnx"]["samples"].startswith("tokenizer.json")
+    assert rows["text/text_sentiment.fp16.onnx"]["samples"].startswith("tokenizer.json")
+    assert rows["fusion/fusion.qdq.int8.onnx"]["samples"].startswith("calibration/fusion/")
     assert rows["voice/voice_head.onnx"]["samples"] == "generated"
     assert not (tmp_path / "trt" / be.STAMP).exists()  # a dry run leaves the cache alone
 

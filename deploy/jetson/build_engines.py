@@ -5,14 +5,20 @@ Engines are built by ONNX Runtime's TensorRT execution provider through
 ``edge_msa.backends.create_session``: the same session and provider options
 (FP16, INT8 for ``*.int8.onnx``) and the same engine cache as
 ``edge-msa run --backend tensorrt``, so the runtime finds them ready. The
-models are every ``.onnx`` file named in ``models/*/manifest.json`` plus the
-Silero VAD that ships inside faster-whisper.
+models are the ``.onnx`` files named in ``models/*/manifest.json`` that a GPU
+backend loads, plus the Silero VAD that ships inside faster-whisper: where a
+manifest names a TensorRT graph (``tensorrt.file``: the text model's FP16
+graph, the fusion model's static INT8 QDQ graph; ``docs/tensorrt.md``), that
+graph replaces the CPU's dynamic INT8 ``file``, whose ``MatMulInteger`` nodes
+TensorRT cannot take (``edge_msa.backends.model_file`` makes the same choice).
 
 Each engine's outputs are compared with ONNX Runtime on the CPU: calibration
 faces for the expression CNN (the manifest's ``calibration.file``), sentences
-through the manifest's tokenizer for the text model, and otherwise generated
-inputs at the smallest and largest size of every dynamic axis (which also
-makes the provider's implicit optimisation profile cover those sizes).
+through the manifest's tokenizer for the text model, the fusion model's
+calibration inputs (``tensorrt.calibration.file``: real text, speech and face
+features), and otherwise generated inputs at the smallest and largest size of
+every dynamic axis (which also makes the provider's implicit optimisation
+profile cover those sizes).
 
     build_engines.py                  # build and check; a table on stdout
     build_engines.py --json           # ... and one JSON object as the last stdout line
@@ -48,10 +54,15 @@ PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProv
 # (edge_msa.backends.providers_for: FP16 always, INT8 for "*.int8.onnx");
 # tests/test_deploy.py keeps this table in step with that rule.
 PRECISION = {
-    "text/text_sentiment.int8.onnx": (
+    "text/text_sentiment.fp16.onnx": (
+        "fp16",
+        "FP16 graph of the dequantised shipped weights: MAE within 0.005 of FP32 on MOSI dev "
+        "and MOSEI valid, where static INT8 QDQ was not (manifest tensorrt)",
+    ),
+    "fusion/fusion.qdq.int8.onnx": (
         "int8",
-        "INT8 equals FP32 within 1e-4 MAE on MOSI dev and MOSEI valid (manifest); dynamic "
-        "quantization (MatMulInteger), which TensorRT cannot take: those nodes run outside it",
+        "static INT8 QDQ, scales from calibration/fusion: MAE within 0.005 of FP32 on MOSI "
+        "dev and MOSEI valid (manifest tensorrt)",
     ),
     "face/expression.int8.onnx": (
         "int8",
@@ -106,10 +117,13 @@ class MissingProvider(RuntimeError):
 
 
 def manifest_models(root: Path) -> dict[str, Path]:
-    """Every existing ``.onnx`` file named (as a key or a value) in ``root/*/manifest.json``."""
+    """Every existing ``.onnx`` file named (as a key or a value) in ``root/*/manifest.json``,
+    but for a CPU-only graph: a manifest's ``file`` when its ``tensorrt.file`` replaces it."""
     found: dict[str, Path] = {}
     for manifest in sorted(Path(root).glob("*/manifest.json")):
-        for name in sorted(set(_onnx_names(json.loads(manifest.read_text(encoding="utf-8"))))):
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        cpu_only = {data.get("file")} if (data.get("tensorrt") or {}).get("file") else set()
+        for name in sorted(set(_onnx_names(data)) - cpu_only):
             path = manifest.parent / name
             if path.is_file():
                 found[f"{manifest.parent.name}/{name}"] = path
@@ -238,6 +252,16 @@ def _pad(seqs: list[list[int]], names: set[str]) -> dict[str, np.ndarray]:
     return {k: v for k, v in feed.items() if k in names}
 
 
+def fusion_calibration_feeds(inputs, manifest: dict, batch: int = 8) -> list[dict] | None:
+    """The fusion model's calibration rows (real features), one alone and then in batches."""
+    file = ((manifest.get("tensorrt") or {}).get("calibration") or {}).get("file")
+    if not file or "audio" not in {i.name for i in inputs} or not (REPO / file).is_file():
+        return None
+    from edge_msa.training.graphs.calibration import fusion_feeds
+
+    return fusion_feeds(REPO / file, 1)[:1] + fusion_feeds(REPO / file, batch)
+
+
 def sample_feeds(key: str, path: Path, inputs, seed: int = 0) -> tuple[str, list[dict]]:
     """(what the samples are, the feeds) for one model."""
     manifest = _manifest_for(path)
@@ -246,6 +270,11 @@ def sample_feeds(key: str, path: Path, inputs, seed: int = 0) -> tuple[str, list
         file = manifest["calibration"]["file"]
         count = sum(len(next(iter(f.values()))) for f in feeds)
         return f"{file} ({count} samples)", extremes_first(feeds)
+    feeds = fusion_calibration_feeds(inputs, manifest)
+    if feeds:
+        file = manifest["tensorrt"]["calibration"]["file"]
+        count = sum(len(f["text"]) for f in feeds[1:])
+        return f"{file} ({count} rows)", extremes_first(feeds)
     feeds = tokenizer_feeds(inputs, manifest, path.parent)
     if feeds:
         return f"{manifest['tokenizer']} ({len(SENTENCES)} sentences)", extremes_first(feeds)

@@ -34,6 +34,9 @@ def models_with(graphs: dict[str, Path]):
     """A models root where ``graphs[name]`` is what ``name``'s manifest loads."""
     before = models.models_root()
     with tempfile.TemporaryDirectory(prefix="edge-msa-graphs-") as tmp:
+        for other in before.path.iterdir():  # voice, face: as they are
+            if other.is_dir() and other.name not in ("text", "fusion"):
+                (Path(tmp) / other.name).symlink_to(other.resolve())
         for name in ("text", "fusion"):
             src = before.path / name
             dst = Path(tmp) / name
