@@ -13,7 +13,8 @@ asked for.
 
 The models ship inside the ``edge-msa`` wheel itself: ``setup.py`` installs the
 repository's ``models/`` folder as the top-level package ``edge_msa_models``.
-They are about 33 MB (a 28 MB wheel), well under any index's limit, and they
+They are about 80 MB (a 60 MB wheel; 45 MB of the 80 are the text model's FP16
+graph for the GPU backends, docs/tensorrt.md), under PyPI's 100 MB limit, and they
 are versioned with the code that reads them (the fusion model was trained on
 this voice head and this text model), so one wheel cannot pair a runtime with
 models of another release, as a separate ``edge-msa-models`` wheel could. An
