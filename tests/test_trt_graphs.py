@@ -198,11 +198,15 @@ def test_backend_picks_the_graph(name):
     assert model_file(folder, without, "tensorrt", GPU) == cpu_graph  # a folder without one
 
 
-def test_loaders_run_the_backend_graph():
+def test_loaders_run_the_backend_graph(monkeypatch):
     import onnxruntime as ort
 
+    from edge_msa import backends
     from edge_msa.encoders.text import TextEncoder
     from edge_msa.fusion.model import FusionModel
+
+    # A missing provider warns once per process: keep this test's warning to itself.
+    monkeypatch.setattr(backends, "_warned", set())
 
     gpu = "CUDAExecutionProvider" in ort.get_available_providers()
     for backend in ("cpu", "cuda"):
