@@ -9,7 +9,7 @@ bench` measures it). Repeats are interleaved (every pause once, then again)
 so that load from elsewhere spreads over all of them.
 
     python scripts/draft_pauses.py [--repeat 2] [--pauses none,32,96,160,240,320]
-        [--media FILE ...] [--ravdess DIR] [--json LOG]
+        [--media FILE ...] [--ravdess DIR] [--json LOG] [--set asr.window=fit ...]
 
 Without ``--media``: the demo clip, the MOSI clip and a RAVDESS conversation
 (actors 01-04, four clips each, 1 s of silence between them) from the shared
@@ -67,17 +67,31 @@ def _decode(path: Path, rate: int) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32)
 
 
-async def one_run(media: str, pause: int | None, port: int | None, models) -> dict:
+def config(media: str, pause: int | None, port: int | None, settings: list[str]):
+    """The paced run's configuration; ``settings`` are ``section.key=value`` (JSON values)."""
     from edge_msa.config import load_config
-    from edge_msa.runtime.bench import _open, _pct, _run
 
-    cfg = load_config(None, {
+    cli: dict = {
         "source": {"media": media, "realtime": True},
         "output": {"sinks": ["mqtt"] if port else []},
         "mqtt": {"port": port or 1883, "prefix": "edge-msa-drafts"},
         "runtime": {"log_level": "WARNING"},
         "asr": {"early_start": pause is not None, "draft_pause_ms": pause or 0},
-    }, environ={})
+    }
+    for setting in settings:
+        name, value = setting.split("=", 1)
+        section, field = name.split(".")
+        try:
+            cli.setdefault(section, {})[field] = json.loads(value)
+        except json.JSONDecodeError:
+            cli.setdefault(section, {})[field] = value
+    return load_config(None, cli, environ={})
+
+
+async def one_run(media: str, pause: int | None, port: int | None, models, settings) -> dict:
+    from edge_msa.runtime.bench import _open, _pct, _run
+
+    cfg = config(media, pause, port, settings)
     pipeline, _, eou = await _run(cfg, _open(cfg), models, port, naive=False)
     d = pipeline.drafts
     return {
@@ -91,7 +105,7 @@ async def one_run(media: str, pause: int | None, port: int | None, models) -> di
 
 async def main(args: argparse.Namespace) -> None:
     from edge_msa.runtime.app import load_models
-    from edge_msa.runtime.bench import _broker, _config, _open
+    from edge_msa.runtime.bench import _broker, _open
     from edge_msa.sources import DEMO_CLIP
 
     pauses = [None if p == "none" else int(p) for p in args.pauses.split(",")]
@@ -103,11 +117,11 @@ async def main(args: argparse.Namespace) -> None:
         log = Path(args.json) if args.json else None
         with _broker() as port:
             for m in media:
-                cfg = _config(m, port, realtime=True, naive=False)
+                cfg = config(m, 0, port, args.set)
                 models = load_models(cfg, any(s.has_video for s in _open(cfg)), False)
                 for rep in range(args.repeat):
                     for pause in pauses:
-                        run = await one_run(m, pause, port, models)
+                        run = await one_run(m, pause, port, models, args.set)
                         run["repeat"] = rep
                         runs.append(run)
                         print(json.dumps({k: v for k, v in run.items() if k != "eou_ms"}),
@@ -155,4 +169,6 @@ if __name__ == "__main__":
     parser.add_argument("--pauses", default="none,32,96,160,240,320")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", help="append every run, as JSON lines, to this file")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="another setting for every run, e.g. asr.window=fit")
     asyncio.run(main(parser.parse_args()))
