@@ -12,14 +12,8 @@ import numpy as np
 import pytest
 
 from edge_msa.config import AsrConfig
-from edge_msa.encoders.asr import (
-    FULL_WINDOW,
-    WINDOW_ENCODER_FRAMES,
-    SpeechRecognizer,
-    WindowPolicy,
-    repeats,
-    window_policy,
-)
+from edge_msa.encoders.asr import WINDOW_ENCODER_FRAMES, SpeechRecognizer
+from edge_msa.encoders.asr_window import FULL_WINDOW, WindowPolicy, repeats, window_policy
 from edge_msa.evaluation.asr_eval import normalise, parse_candidate
 from edge_msa.types import SAMPLE_RATE
 
@@ -60,6 +54,11 @@ def test_window_sizes_follow_the_utterance():
     assert FULL_WINDOW.seconds(second // 10) == 30.0
     assert FIT.mel_frames(int(2.3 * second)) == 400
     assert window_policy("full") is FULL_WINDOW
+    # A loop is decoded again from a window twice as long.
+    assert BUCKETS.retry_seconds(5.0) == 10.0
+    assert BUCKETS.retry_seconds(10.0) == 30.0
+    assert FIT.retry_seconds(4.0) == 8.0
+    assert FIT.retry_seconds(16.0) == 30.0
 
 
 def test_encoder_input_follows_the_window(asr, speech, full):
@@ -95,10 +94,11 @@ def test_short_window_gives_the_full_windows_words(asr, speech, full):
 
 
 def test_failed_checks_fall_back_to_the_full_window(asr, speech, full):
-    # No average log-probability reaches 0: the short window always fails.
+    # No average log-probability reaches 0: the short window is always unsure,
+    # and an unsure transcript goes straight to the full window.
     impossible = replace(BUCKETS, log_prob_threshold=0.0)
     out = asr.recognition(speech, True, impossible)
-    assert out.fallback
+    assert out.fallback and out.passes == (5.0, 30.0)
     assert out.short_text  # what the short window said is kept for the evaluation
     assert out.transcript == full.transcript
     # The features stay the first window's: they depend on the audio alone.
@@ -108,6 +108,24 @@ def test_failed_checks_fall_back_to_the_full_window(asr, speech, full):
     # Without the fallback the short window's own transcript stands.
     alone = asr.recognition(speech, True, replace(impossible, fallback=False))
     assert not alone.fallback and alone.transcript.text == out.short_text
+
+
+def test_a_loop_tries_a_longer_window_first(asr, speech, full):
+    # Every text compresses "too well": each short window loops, so the
+    # utterance goes 5 s -> 10 s -> the full window.
+    looping = replace(BUCKETS, compression_ratio_threshold=0.0)
+    out = asr.recognition(speech, True, looping)
+    assert out.passes == (5.0, 10.0, 30.0)
+    assert out.transcript == full.transcript
+    assert out.frames.shape[0] == 250
+    # A repeated run of words is a loop too; the real sentence repeats none.
+    assert not repeats(full.transcript.text, 2)
+    twice = np.concatenate([speech, np.zeros(SAMPLE_RATE // 2, np.float32), speech])
+    said_twice = asr.recognition(twice, True, FIT)
+    # ... so a sentence really said twice costs the longer passes, not its words.
+    assert repeats(said_twice.short_text or "", 4), said_twice.short_text
+    assert said_twice.passes[-1] == 30.0
+    assert said_twice.transcript == asr.recognition(twice, True, FULL_WINDOW).transcript
 
 
 def test_repeated_words_count_as_a_loop():

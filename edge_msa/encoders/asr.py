@@ -11,11 +11,11 @@ whether text is wanted.
 
 The window is Whisper's fixed 30 s by default. A :class:`WindowPolicy` can
 instead size it to the utterance (a few fixed sizes, or the audio plus a
-margin): the encoder's cost then follows the utterance's length. The short
-window's transcript must pass Whisper's own checks (compression ratio,
-average log-probability, a token budget for loops), else the utterance is
-decoded again from the full window; the frames returned are always the first
-window's, so the features depend on the audio alone. See docs/asr.md.
+margin): the encoder's cost then follows the utterance's length. A short
+window's transcript that loops is decoded again from a window twice as long,
+one that is unsure (or loops again) from the full window
+(:mod:`edge_msa.encoders.asr_window`); the frames returned are always the
+first window's, so the features depend on the audio alone. See docs/asr.md.
 """
 
 from __future__ import annotations
@@ -27,109 +27,53 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edge_msa.encoders.asr_window import (
+    FULL_WINDOW,
+    MEL_PER_ENCODER_FRAME,
+    MEL_PER_SECOND,
+    NO_SPEECH_THRESHOLD,
+    WINDOW_MEL_FRAMES,
+    WindowPolicy,
+    mel_frames,
+    repeats,
+)
 from edge_msa.types import SAMPLE_RATE, ModalityState, Transcript
 
 log = logging.getLogger(__name__)
 
 # Whisper's fixed input: 30 s of log-mel frames at 100 per second. The encoder
 # halves the frame rate, so each output frame covers 20 ms of audio.
-WINDOW_MEL_FRAMES = 3000
-MEL_PER_ENCODER_FRAME = 2
 ENCODER_FRAMES_PER_SECOND = 50
 WINDOW_ENCODER_FRAMES = WINDOW_MEL_FRAMES // MEL_PER_ENCODER_FRAME  # 1,500
-MEL_PER_SECOND = 100
-FULL_WINDOW_S = WINDOW_MEL_FRAMES / MEL_PER_SECOND
-# Whisper was trained on 30 s inputs. Decoding from an encoder output cut at the
-# audio's end loops (word error rate 0.15 -> 1.25 on eight espeak-ng sentences);
-# padding kept after the audio, temperature-0 decoding with Whisper's checks and
-# the full window as the fallback keep it close to the full window's: the
-# measurements are in docs/asr.md.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default fallback
-LOG_PROB_THRESHOLD = -1.0  # faster-whisper's defaults, also the short window's checks
-COMPRESSION_RATIO_THRESHOLD = 2.4
-NO_SPEECH_THRESHOLD = 0.6
-
-
-@dataclass(frozen=True)
-class WindowPolicy:
-    """Which encoder window an utterance gets and how its decoding is checked.
-
-    ``sizes_s``: fixed windows in seconds; the smallest that holds the audio
-    plus ``margin_s`` of padding is used, 30 s when none does. ``(30.0,)`` is
-    Whisper's fixed window. ``fit_step_s``: instead, the audio plus the margin
-    rounded up to this step (whisper.cpp's ``audio_ctx``). A window under 30 s
-    decodes at temperature 0 without timestamps, at most ``max_tokens_per_s``
-    tokens per second of audio (plus 16), with ``no_repeat_ngram_size``; it
-    fails when its text compresses more than ``compression_ratio_threshold``
-    or repeats a run of ``repeat_words`` words (a loop: on a short window
-    Whisper tends to say the sentence again, confidently, instead of ending),
-    when its average log-probability is under ``log_prob_threshold`` and it is
-    not silence, or when it uses up the token budget. ``fallback``: a failed
-    short window is decoded again from the full window.
-    """
-
-    sizes_s: tuple[float, ...] = (FULL_WINDOW_S,)
-    fit_step_s: float | None = None
-    margin_s: float = 1.0
-    fallback: bool = True
-    no_repeat_ngram_size: int = 0
-    max_tokens_per_s: float = 8.0
-    log_prob_threshold: float = LOG_PROB_THRESHOLD
-    compression_ratio_threshold: float = COMPRESSION_RATIO_THRESHOLD
-    repeat_words: int = 3
-
-    def seconds(self, n_samples: int) -> float:
-        """The window for ``n_samples`` of audio, in seconds (at most 30)."""
-        need = n_samples / SAMPLE_RATE + self.margin_s
-        if self.fit_step_s:
-            fit = math.ceil(need / self.fit_step_s - 1e-9) * self.fit_step_s
-            return min(fit, FULL_WINDOW_S)
-        return min([s for s in sorted(self.sizes_s) if s >= need] or [FULL_WINDOW_S])
-
-    def mel_frames(self, n_samples: int) -> int:
-        """The encoder's input length: even, so every output frame covers 20 ms."""
-        mel = round(self.seconds(n_samples) * MEL_PER_SECOND / MEL_PER_ENCODER_FRAME)
-        return min(max(mel, 1) * MEL_PER_ENCODER_FRAME, WINDOW_MEL_FRAMES)
-
-
-FULL_WINDOW = WindowPolicy()
-
-
-def window_policy(
-    window: str | list[float] | tuple[float, ...], margin_s: float = 1.0, fallback: bool = True
-) -> WindowPolicy:
-    """``"full"`` (Whisper's 30 s), ``"fit"`` (the audio plus the margin, in
-    whole seconds) or window sizes in seconds (``[5, 10, 15, 30]`` or
-    ``"5,10,15,30"``); the config's ``asr.window``."""
-    if isinstance(window, str):
-        if window == "full":
-            return FULL_WINDOW
-        if window == "fit":
-            return WindowPolicy(fit_step_s=1.0, margin_s=margin_s, fallback=fallback)
-        window = [float(x) for x in window.split(",") if x.strip()]
-    sizes = tuple(sorted(float(x) for x in window))
-    if not sizes or sizes[0] <= 0 or sizes[-1] > FULL_WINDOW_S:
-        raise ValueError(f"window sizes must lie in (0, {FULL_WINDOW_S:g}] s, got {window}")
-    return WindowPolicy(sizes_s=sizes, margin_s=margin_s, fallback=fallback)
+OK, LOOP, UNSURE = "ok", "loop", "unsure"  # a short window's verdict
 
 
 @dataclass(frozen=True)
 class Recognition:
     """One utterance through the recogniser, with what the evaluation reads.
 
-    ``frames``: the first window's encoder output, (window_s * 50, D);
-    ``short_text``: the short window's own text (None for the full window),
-    kept when it failed its checks and ``fallback`` replaced it;
-    ``encode_ms`` and ``decode_ms`` add up every pass, the fallback's included.
+    ``frames``: the first window's encoder output, (window_s * 50, D), the
+    same whether or not a fallback decoded the text; ``passes``: the windows
+    encoded, in seconds, the first ``window_s`` and the last the one the
+    transcript came from; ``short_text``: the first window's own text (None
+    for the full window); ``encode_ms`` and ``decode_ms`` add up every pass.
     """
 
     transcript: Transcript | None
     frames: np.ndarray
-    window_s: float
-    fallback: bool = False
+    passes: tuple[float, ...]
     short_text: str | None = None
     encode_ms: float = 0.0
     decode_ms: float = 0.0
+
+    @property
+    def window_s(self) -> float:
+        return self.passes[0]
+
+    @property
+    def fallback(self) -> bool:
+        return len(self.passes) > 1
 
 
 class SpeechRecognizer:
@@ -192,38 +136,45 @@ class SpeechRecognizer:
     def recognition(
         self, audio: np.ndarray, transcribe: bool = True, window: WindowPolicy | None = None
     ) -> Recognition:
-        """``recognise`` with its window, fallback and timings; ``window``
+        """``recognise`` with its window, fallbacks and timings; ``window``
         overrides the recogniser's policy (the evaluation compares them)."""
         policy = window or self.window
         audio = clean_audio(audio)
         features = self.model.feature_extractor(audio)
         # The extractor appends one hop of padding, hence one extra frame; the
         # decoder loop in faster-whisper makes the same correction.
-        mel_frames = max(features.shape[-1] - 1, 1)
+        content = max(features.shape[-1] - 1, 1)
         size = policy.mel_frames(len(audio))
-        encoder_output, encode_ms = self._encode(features, mel_frames, size)
+        encoder_output, encode_ms = self._encode(features, content, size)
         frames = window_frames(encoder_output)
-        window_s = size / MEL_PER_SECOND
+        passes = [size]
         if not transcribe:
-            return Recognition(None, frames, window_s, encode_ms=encode_ms)
+            return Recognition(None, frames, _seconds(passes), encode_ms=encode_ms)
         start = time.perf_counter()
         if size >= WINDOW_MEL_FRAMES:
             transcript = self._decode_full(features, encoder_output)
-            return Recognition(transcript, frames, window_s, False, None, encode_ms, _ms(start))
-        transcript, passed = self._decode_short(encoder_output, len(audio), policy)
-        decode_ms = _ms(start)
-        if passed or not policy.fallback:
-            return Recognition(transcript, frames, window_s, False, transcript.text,
-                               encode_ms, decode_ms)
-        full_output, full_ms = self._encode(features, mel_frames, WINDOW_MEL_FRAMES)
-        start = time.perf_counter()
-        final = self._decode_full(features, full_output)
-        return Recognition(final, frames, window_s, True, transcript.text,
-                           encode_ms + full_ms, decode_ms + _ms(start))
+            return Recognition(transcript, frames, _seconds(passes), None, encode_ms, _ms(start))
+        transcript, verdict = self._decode_short(encoder_output, len(audio), policy)
+        first, decode_ms = transcript.text, _ms(start)
+        if verdict == LOOP and policy.fallback:
+            longer = mel_frames(policy.retry_seconds(size / MEL_PER_SECOND))
+            if longer < WINDOW_MEL_FRAMES:
+                output, ms = self._encode(features, content, longer)
+                start = time.perf_counter()
+                transcript, verdict = self._decode_short(output, len(audio), policy)
+                encode_ms, decode_ms = encode_ms + ms, decode_ms + _ms(start)
+                passes.append(longer)
+        if verdict != OK and policy.fallback:
+            output, ms = self._encode(features, content, WINDOW_MEL_FRAMES)
+            start = time.perf_counter()
+            transcript = self._decode_full(features, output)
+            encode_ms, decode_ms = encode_ms + ms, decode_ms + _ms(start)
+            passes.append(WINDOW_MEL_FRAMES)
+        return Recognition(transcript, frames, _seconds(passes), first, encode_ms, decode_ms)
 
-    def _encode(self, features: np.ndarray, mel_frames: int, size: int):
+    def _encode(self, features: np.ndarray, content: int, size: int):
         start = time.perf_counter()
-        window = _pad_or_trim(features[:, : min(mel_frames, size)], size)
+        window = _pad_or_trim(features[:, : min(content, size)], size)
         encoder_output = self.model.encode(window)
         return encoder_output, _ms(start)
 
@@ -238,8 +189,8 @@ class SpeechRecognizer:
 
     def _decode_short(
         self, encoder_output, n_samples: int, policy: WindowPolicy
-    ) -> tuple[Transcript, bool]:
-        """Temperature 0 from a short window; (its transcript, whether it passed)."""
+    ) -> tuple[Transcript, str]:
+        """Temperature 0 from a short window: its transcript and verdict (OK, LOOP, UNSURE)."""
         budget = 16 + math.ceil(policy.max_tokens_per_s * n_samples / SAMPLE_RATE)
         options = replace(
             self._options,
@@ -257,19 +208,21 @@ class SpeechRecognizer:
         no_speech = float(result.no_speech_prob)
         # faster-whisper's rule: silence when no_speech is high and the text unsure.
         if no_speech > NO_SPEECH_THRESHOLD and logprob <= policy.log_prob_threshold:
-            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), True
+            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), OK
         text = self._tokenizer.decode(tokens).strip()
-        passed = (
-            ratio <= policy.compression_ratio_threshold
-            and logprob >= policy.log_prob_threshold
-            and len(tokens) < budget
-            and not repeats(text, policy.repeat_words)
-        )
+        if (
+            ratio > policy.compression_ratio_threshold
+            or len(tokens) >= budget
+            or repeats(text, policy.repeat_words)
+        ):
+            verdict = LOOP
+        else:
+            verdict = OK if logprob >= policy.log_prob_threshold else UNSURE
         if not text:
-            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), passed
+            return Transcript("", ModalityState.ABSENT, -math.inf, 1.0), verdict
         logprob = float(logprob)
         state = self.text_state(text, logprob, no_speech)
-        return Transcript(text, state, logprob, no_speech), passed
+        return Transcript(text, state, logprob, no_speech), verdict
 
     def text_state(self, text: str, logprob: float, no_speech: float) -> ModalityState:
         """present: a confident transcript; simulated: a doubtful one; absent: none.
@@ -373,18 +326,14 @@ def duration_frames(n_samples: int) -> int:
     return min(max(math.ceil(mel / MEL_PER_ENCODER_FRAME), 1), WINDOW_MEL_FRAMES // 2)
 
 
-def repeats(text: str, words: int) -> bool:
-    """Whether some run of ``words`` words occurs twice in ``text`` (case and
-    punctuation ignored); never for ``words`` < 1."""
-    seq = "".join(ch if ch.isalnum() or ch == "'" else " " for ch in text.lower()).split()
-    runs = [tuple(seq[i : i + words]) for i in range(len(seq) - words + 1)] if words > 0 else []
-    return len(set(runs)) < len(runs)
-
-
 def _pad_or_trim(features: np.ndarray, size: int = WINDOW_MEL_FRAMES) -> np.ndarray:
     from faster_whisper.audio import pad_or_trim
 
     return pad_or_trim(features, size)
+
+
+def _seconds(mel_sizes: list[int]) -> tuple[float, ...]:
+    return tuple(m / MEL_PER_SECOND for m in mel_sizes)
 
 
 def _ms(start: float) -> float:

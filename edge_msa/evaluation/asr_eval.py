@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_msa.data.voice_corpus import load_audio_16k
-from edge_msa.encoders.asr import FULL_WINDOW, WindowPolicy, duration_frames, window_policy
+from edge_msa.encoders.asr import duration_frames
+from edge_msa.encoders.asr_window import FULL_WINDOW, WindowPolicy, window_policy
 
 RAVDESS_STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
 CORPORA = ("media", "ravdess", "espeak")
@@ -114,6 +115,7 @@ class _Tally:
     decode_ms: list[float] = field(default_factory=list)
     windows: list[float] = field(default_factory=list)
     fallbacks: int = 0
+    to_full: int = 0
     change: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -128,7 +130,8 @@ def evaluate_asr(
     """Per corpus and candidate: n, wer, wer_short (the short window's own text,
     before any fallback), ms_p50 / ms_mean (encoder + decoder per utterance),
     encode_ms_p50, decode_ms_p50, ratio_p50 (to the first candidate's ms_p50),
-    fallback (share), window_s (mean), and against the first candidate's
+    ms_p95, ratio_p95, fallback (share decoded again), fallback_full (share
+    decoded again from the full window), window_s (mean), and against the first candidate's
     frames: frame_cos (per speech frame), pooled_cos (mean + std over the
     speech frames), embed_cos (the voice head's input), tokens_cos (the fusion
     model's audio tokens), emotion_agree (the voice head's top emotion),
@@ -173,6 +176,7 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
         t.decode_ms.append(r.decode_ms)
         t.windows.append(r.window_s)
         t.fallbacks += int(r.fallback)
+        t.to_full += int(r.fallback and r.passes[-1] >= 30.0)
         feats = voice.encode(r.frames, clip.audio)
         tokens = audio_tokens(r.frames, count)
         if reference is None:
@@ -192,7 +196,7 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
         if sink:
             row = {"corpus": corpus, "id": clip.id, "window": spec, "seconds":
                    round(len(clip.audio) / 16000, 3), "window_s": r.window_s,
-                   "fallback": r.fallback, "ms": round(r.encode_ms + r.decode_ms, 2),
+                   "passes": list(r.passes), "ms": round(r.encode_ms + r.decode_ms, 2),
                    "encode_ms": round(r.encode_ms, 2), "decode_ms": round(r.decode_ms, 2),
                    "text": text, "short_text": r.short_text, "reference": clip.reference}
             sink.write(json.dumps(row) + "\n")
@@ -201,7 +205,9 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
 
 def _summary(tallies: dict[str, _Tally], candidates: list[str]) -> dict[str, dict]:
     out = {}
-    base_ms = float(np.median(tallies[candidates[0]].ms)) if tallies[candidates[0]].ms else 0.0
+    base = tallies[candidates[0]].ms
+    base_ms = float(np.median(base)) if base else 0.0
+    base_p95 = float(np.percentile(base, 95)) if base else 0.0
     for spec in candidates:
         t = tallies[spec]
         if not t.ms:
@@ -213,10 +219,13 @@ def _summary(tallies: dict[str, _Tally], candidates: list[str]) -> dict[str, dic
             "wer_short": _wer(t.refs, t.short),
             "ms_p50": ms,
             "ms_mean": float(np.mean(t.ms)),
+            "ms_p95": float(np.percentile(t.ms, 95)),
             "encode_ms_p50": float(np.median(t.encode_ms)),
             "decode_ms_p50": float(np.median(t.decode_ms)),
             "ratio_p50": ms / base_ms if base_ms else float("nan"),
+            "ratio_p95": float(np.percentile(t.ms, 95)) / base_p95 if base_p95 else float("nan"),
             "fallback": t.fallbacks / len(t.ms),
+            "fallback_full": t.to_full / len(t.ms),
             "window_s": float(np.mean(t.windows)),
         }
         row.update({k: float(np.mean(v)) for k, v in t.change.items()})
@@ -250,10 +259,10 @@ def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def format_asr_table(metrics: dict[str, dict[str, dict]]) -> str:
     """A Markdown table: one row per corpus and candidate."""
     lines = [
-        "| corpus | window | n | WER | WER before fallback | ms p50 | ratio | fallback "
-        "| mean window s | frame cos | pooled cos | voice input cos | fusion tokens cos "
-        "| same top emotion |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| corpus | window | n | WER | WER before fallback | ms p50 | ratio p50 | ms p95 "
+        "| ratio p95 | fallback | to 30 s | mean window s | frame cos | pooled cos "
+        "| voice input cos | fusion tokens cos | same top emotion |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for corpus, rows in metrics.items():
         for spec, m in rows.items():
@@ -262,7 +271,8 @@ def format_asr_table(metrics: dict[str, dict[str, dict]]) -> str:
             cells = ["-" if v is None else f"{v:.3f}" for v in change]
             lines.append(
                 f"| {corpus} | {spec} | {m['n']} | {m['wer']:.3f} | {m['wer_short']:.3f} "
-                f"| {m['ms_p50']:.0f} | {m['ratio_p50']:.3f} | {m['fallback']:.3f} "
+                f"| {m['ms_p50']:.0f} | {m['ratio_p50']:.3f} | {m['ms_p95']:.0f} "
+                f"| {m['ratio_p95']:.3f} | {m['fallback']:.3f} | {m['fallback_full']:.3f} "
                 f"| {m['window_s']:.1f} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines)

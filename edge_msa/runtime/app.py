@@ -179,7 +179,8 @@ def load_models(cfg: Config, has_video: bool = True, naive: bool = False):
     backend = cfg.runtime.backend
     asr = text = voice = None
     if cfg.asr.enabled or cfg.voice.enabled:
-        from edge_msa.encoders.asr import FULL_WINDOW, SpeechRecognizer, window_policy
+        from edge_msa.encoders.asr import SpeechRecognizer
+        from edge_msa.encoders.asr_window import FULL_WINDOW, window_policy
 
         a = cfg.asr
         # The naive baseline keeps Whisper's fixed 30 s window.
