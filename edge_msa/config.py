@@ -127,6 +127,11 @@ class VisionConfig(_Model):
     min_face_ratio: float = Field(
         0.2, ge=0, le=1, description="share of analysed frames with a face for vision present"
     )
+    align: bool = Field(
+        True,
+        description="rotate and scale each face on the detector's eye landmarks (docs/models.md); "
+        "false: a square crop around the box",
+    )
 
 
 class VoiceConfig(_Model):

@@ -43,8 +43,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             action="store_true",
             help="the v0 path instead: encoder heads (+ inverse-variance fusion)",
         )
-    face = ev_sub.add_parser("face", help="the face expression model on FER2013-style npz")
-    face.add_argument("--fer2013", required=True, help="npz with images (N,48,48) and labels")
+    face = ev_sub.add_parser(
+        "face", help="the face expression model on FER2013-style npz or a folder of images"
+    )
+    face_in = face.add_mutually_exclusive_group(required=True)
+    face_in.add_argument("--fer2013", help="npz with images (N,48,48) and labels")
+    face_in.add_argument(
+        "--folder", help="images and a labels.csv (path,emotion): faces found as at run time"
+    )
+    face.add_argument(
+        "--frames", action="store_true",
+        help="with --fer2013: each face x4 in a larger frame, found and cropped as at run time",
+    )
+    face.add_argument(
+        "--crop", choices=["aligned", "square", "both"], default="aligned",
+        help="folder/frames: the crop (aligned on the landmarks, or the square around the box)",
+    )
     voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
     voice.add_argument("--emodb", required=True, help="folder of EmoDB-named wav files")
     voice.add_argument("--speakers", help="only these EmoDB speakers, e.g. 03,08")
@@ -156,8 +170,37 @@ def _eval_face(args: argparse.Namespace) -> int:
     from edge_msa.evaluation.face_eval import evaluate_face, format_face_table
     from edge_msa.models import model_dir
 
-    metrics = evaluate_face(args.fer2013, model_dir("face"), args.backend)
-    return _report(args, metrics, format_face_table(metrics), "face")
+    if args.fer2013 and not args.frames:
+        metrics = evaluate_face(args.fer2013, model_dir("face"), args.backend)
+        return _report(args, metrics, format_face_table(metrics), "face")
+    return _eval_face_frames(args, model_dir("face"))
+
+
+def _eval_face_frames(args: argparse.Namespace, folder: Path) -> int:
+    import numpy as np
+
+    from edge_msa.evaluation import face_eval
+    from edge_msa.vision.detector import FaceDetector
+
+    if args.plot and args.crop == "both":
+        return fail("--plot takes one --crop")
+    if args.folder:
+        paths, truth = face_eval.read_face_folder(args.folder)
+        images = face_eval.folder_images(paths)
+    else:
+        data = np.load(args.fer2013)
+        truth = data["labels"].astype(np.int64)
+        images = face_eval.npz_frames(data["images"])
+    aligns = {"aligned": (True,), "square": (False,), "both": (False, True)}[args.crop]
+    model = face_eval.load_expression(folder, args.backend)
+    detector = FaceDetector(backend=args.backend)
+    results = face_eval.evaluate_frames(images, truth, model, detector, aligns)
+    for name, metrics in results.items():
+        if len(results) > 1:
+            print(f"== {name} crop")
+        plain = dict(metrics, crop=name)
+        _report(args, plain, face_eval.format_face_table(metrics), "face")
+    return 0
 
 
 def _eval_voice(args: argparse.Namespace) -> int:

@@ -222,6 +222,7 @@ def load_face_stage(cfg: Config, naive: bool = False):
         PrimaryFaceTracker(),
         ExpressionModel(backend=backend, threads=threads, file=FP32_FILE if naive else MODEL_FILE),
         full_every=1 if naive else 5,
+        align=cfg.vision.align,
     )
 
 

@@ -71,10 +71,14 @@ def default_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box (x, y, w, h) in frame pixels and a confidence in 0..1."""
+    """A face box (x, y, w, h) in frame pixels, a confidence in 0..1 and, from
+    CenterFace, five landmarks (x, y) in frame pixels: the eye on the image's
+    left, the other eye, the nose tip, the mouth corners (image left, right).
+    Haar gives no landmarks (None)."""
 
     box: tuple[int, int, int, int]
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 def as_bgr(image: np.ndarray | None) -> np.ndarray | None:
@@ -146,7 +150,11 @@ class FaceDetector:
         found = self._detect(region, width)
         frame_h, frame_w = image.shape[:2]
         return [
-            Detection(clip_box(np.add(d.box, (x0, y0, 0, 0)), frame_w, frame_h), d.score)
+            Detection(
+                clip_box(np.add(d.box, (x0, y0, 0, 0)), frame_w, frame_h),
+                d.score,
+                None if d.landmarks is None else shift_points(d.landmarks, x0, y0),
+            )
             for d in found
         ]
 
@@ -164,14 +172,21 @@ class FaceDetector:
         in_w = int(np.ceil(w * scale / 32) * 32)
         in_h = int(np.ceil(h * scale / 32) * 32)
         blob = cv2.dnn.blobFromImage(bgr, 1.0, (in_w, in_h), (0, 0, 0), swapRB=True)
-        heat, size, offset, _ = self._session.run(None, {"input.1": blob})
-        boxes, scores = decode_centerface(heat[0, 0], size[0], offset[0], self.threshold)
+        heat, size, offset, marks = self._session.run(None, {"input.1": blob})
+        boxes, scores, points = decode_centerface(
+            heat[0, 0], size[0], offset[0], self.threshold, marks[0]
+        )
         if len(boxes) == 0:
             return []
         boxes *= np.array([w / in_w, h / in_h, w / in_w, h / in_h], np.float32)
+        points *= np.array([w / in_w, h / in_h], np.float32)
         keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.threshold, 0.3)
         found = [
-            Detection(clip_box(boxes[i], w, h), float(scores[i]))
+            Detection(
+                clip_box(boxes[i], w, h),
+                float(scores[i]),
+                tuple((float(px), float(py)) for px, py in points[i]),
+            )
             for i in np.asarray(keep, dtype=int).reshape(-1)
         ]
         return [d for d in found if d.box[2] > 0]
@@ -200,16 +215,36 @@ class FaceDetector:
 
 
 def decode_centerface(
-    heat: np.ndarray, size: np.ndarray, offset: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Heat-map peaks -> boxes (x, y, w, h) in network-input pixels and scores."""
+    heat: np.ndarray,
+    size: np.ndarray,
+    offset: np.ndarray,
+    threshold: float,
+    marks: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heat-map peaks -> boxes (x, y, w, h), scores and landmarks (N, 5, 2), all
+    in network-input pixels.
+
+    CenterFace predicts each landmark as (dy, dx) relative to the box's
+    top-left corner in units of the box's height and width (channels 2k, 2k+1).
+    """
     ys, xs = np.nonzero(heat > threshold)
     box_h = np.exp(size[0, ys, xs]) * _STRIDE
     box_w = np.exp(size[1, ys, xs]) * _STRIDE
     cy = (ys + offset[0, ys, xs] + 0.5) * _STRIDE
     cx = (xs + offset[1, ys, xs] + 0.5) * _STRIDE
-    boxes = np.stack([cx - box_w / 2, cy - box_h / 2, box_w, box_h], axis=1).astype(np.float32)
-    return boxes, heat[ys, xs].astype(np.float32)
+    x0, y0 = cx - box_w / 2, cy - box_h / 2
+    boxes = np.stack([x0, y0, box_w, box_h], axis=1).astype(np.float32)
+    points = np.zeros((len(ys), 5, 2), np.float32)
+    if marks is not None:
+        points[:, :, 0] = marks[1::2, ys, xs].T * box_w[:, None] + x0[:, None]
+        points[:, :, 1] = marks[0::2, ys, xs].T * box_h[:, None] + y0[:, None]
+    return boxes, heat[ys, xs].astype(np.float32), points
+
+
+def shift_points(
+    points: tuple[tuple[float, float], ...], dx: float, dy: float
+) -> tuple[tuple[float, float], ...]:
+    return tuple((x + dx, y + dy) for x, y in points)
 
 
 def clip_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:

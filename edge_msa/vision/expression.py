@@ -4,8 +4,10 @@ The expression CNN is trained by ``edge-msa train face`` on FER2013 and
 shipped as ``models/face/expression.int8.onnx``. Its graph takes grey faces
 (B, 1, 48, 48) in 0..255 and does the centre crop to 40x40 and the per-image
 standardisation itself, so the only preprocessing
-here is geometric: a square crop around the detector box, grey, resize to
-48x48, which is how FER2013's faces look (tight, square, forehead to chin).
+here is geometric, done by :func:`edge_msa.vision.align.align_face`: with
+CenterFace's landmarks the face is rotated and scaled so the eyes sit level
+where FER2013's do in their 48x48 frames; without (Haar, or ``align=False``)
+a square crop around the detector box, grey, resized to 48x48.
 
 The fusion model reads each face's embedding and probabilities; the v0
 baseline's valence from the probabilities lives in
@@ -31,6 +33,7 @@ import numpy as np
 
 from edge_msa.backends import Backend, create_session
 from edge_msa.types import FACE_EMOTIONS, FaceObservation, VideoFrame
+from edge_msa.vision.align import align_face, crop_face
 from edge_msa.vision.detector import Detection, FaceDetector, as_bgr, default_model_dir
 from edge_msa.vision.tracker import Box, PrimaryFaceTracker
 
@@ -49,27 +52,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def crop_face(
-    image: np.ndarray, box: Box, margin: float = CROP_MARGIN, size: int = FACE_SIZE
-) -> np.ndarray:
-    """Square grey crop centred on the box, edge pixels repeated outside the frame."""
-    bgr = as_bgr(image)
-    if bgr is None:
-        raise ValueError("empty image")
-    x, y, w, h = box
-    side = max(2, int(round(max(w, h) * (1 + margin))))
-    x0 = int(round(x + w / 2 - side / 2))
-    y0 = int(round(y + h / 2 - side / 2))
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    H, W = grey.shape
-    pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
-    if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    patch = grey[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(patch, (size, size), interpolation=interp)
 
 
 def sharpness(face: np.ndarray) -> float:
@@ -132,8 +114,11 @@ class FaceStage:
         tracker: PrimaryFaceTracker | None = None,
         expression: ExpressionModel | None = None,
         full_every: int = 5,
+        align: bool = True,
     ) -> None:
         self.detector = detector or FaceDetector()
+        # False: the square crop around the box even when landmarks exist.
+        self.align = align
         self.tracker = tracker or PrimaryFaceTracker()
         self.expression = expression or ExpressionModel()
         # Search the whole frame this often (for a face that walks in); between
@@ -154,7 +139,7 @@ class FaceStage:
         if primary is None or min(primary.box[2:]) < 2:
             return None
         t = time.perf_counter()
-        face = crop_face(image, primary.box, self.detector.crop_margin)
+        face = align_face(image, primary, self.detector.crop_margin, self.align)
         probs, embedding = self.expression.predict_faces(face[None])
         self.timings["face_expression"] = (time.perf_counter() - t) * 1000.0
         return FaceObservation(
