@@ -216,3 +216,75 @@ def test_publictest_subset_accuracy(expression: ExpressionModel) -> None:
     faces, labels = _public_subset(500)
     accuracy = (expression.predict_faces(faces)[0].argmax(1) == labels).mean()
     assert accuracy >= SUBSET_ACCURACY_FLOOR
+
+
+def _face_folder(root, astronaut: np.ndarray):
+    """13 images with labels.csv: 12 views of the smiling astronaut (tilted,
+    scaled, mirrored, shifted, in a larger frame), two of them labelled
+    'sad' on purpose, and one frame with no face."""
+    root.mkdir()
+    face = astronaut[0:260, 120:340]
+    rows = []
+    for i, (degrees, scale, flip) in enumerate(
+        [(0, 1.0, False), (10, 1.0, False), (-10, 1.0, True), (20, 0.8, False),
+         (-20, 1.2, False), (5, 0.6, True), (0, 1.5, False), (-5, 0.9, True),
+         (15, 1.0, True), (-15, 0.7, False), (0, 0.5, False), (8, 1.3, True)]
+    ):
+        canvas = np.full((480, 640, 3), 100 + 10 * (i % 5), np.uint8)
+        view = cv2.resize(face, None, fx=scale, fy=scale)
+        view = view[:, ::-1] if flip else view
+        h, w = view.shape[:2]
+        y, x = (480 - h) // 2, 120 + 20 * i
+        canvas[y : y + h, x : x + w] = view
+        matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), degrees, 1.0)
+        canvas = cv2.warpAffine(canvas, matrix, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+        cv2.imwrite(str(root / f"view{i:02d}.png"), canvas)
+        rows.append(f"view{i:02d}.png,{'sad' if i in (3, 7) else 'happy'}")
+    cv2.imwrite(str(root / "empty.jpg"), np.full((480, 640, 3), 128, np.uint8))
+    rows.append("empty.jpg,neutral")
+    (root / "labels.csv").write_text("path,emotion\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_eval_face_folder_finds_and_aligns_as_the_runtime(tmp_path, astronaut) -> None:
+    import json
+
+    from tests.conftest import cli
+
+    folder = _face_folder(tmp_path / "faces", astronaut)
+    run = cli("eval", "face", "--folder", str(folder), "--crop", "both", "--json")
+    assert run.returncode == 0, run.stderr
+    results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [m["crop"] for m in results] == ["square", "aligned"]
+    for m in results:
+        assert m["n"] == 13 and m["faces_found"] == 12 and m["detection_rate"] == round(12 / 13, 4)
+        assert m["detector"] == "centerface" and m["ms_per_face"] > 0
+    aligned = results[1]
+    # Every view reads as happy: the ten labelled happy are right, the two
+    # labelled sad are wrong, the empty frame is not counted.
+    assert aligned["per_class_recall"]["happy"] == 1.0
+    assert aligned["per_class_recall"]["sad"] == 0.0
+    assert aligned["accuracy"] == round(10 / 12, 4)
+    assert aligned["uar"] == 0.5  # happy 1.0, sad 0.0; classes absent are left out
+
+
+def test_face_folder_rejects_an_unknown_emotion(tmp_path) -> None:
+    from edge_msa.evaluation.face_eval import read_face_folder
+
+    (tmp_path / "labels.csv").write_text("path,emotion\na.png,Happy\nb.png,contempt\n")
+    with pytest.raises(ValueError, match="contempt"):
+        read_face_folder(tmp_path)
+
+
+def test_stage_crop_follows_the_align_setting(
+    detector: FaceDetector, expression: ExpressionModel, astronaut: np.ndarray
+) -> None:
+    tilted = cv2.warpAffine(
+        astronaut, cv2.getRotationMatrix2D((230.0, 120.0), 25, 1.0), astronaut.shape[1::-1]
+    )
+    frame = VideoFrame(tilted, 0.0)
+    aligned = FaceStage(detector, PrimaryFaceTracker(), expression).process(frame)
+    square = FaceStage(detector, PrimaryFaceTracker(), expression, align=False).process(frame)
+    assert aligned is not None and square is not None
+    assert aligned.box == square.box
+    assert not np.allclose(aligned.probs, square.probs, atol=1e-3)
