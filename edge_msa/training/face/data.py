@@ -1,4 +1,11 @@
-"""FER2013 faces for the expression CNN: loading, augmentation, class weights."""
+"""FER2013 faces for the expression CNN: loading, augmentation, class weights.
+
+FER2013's images are already 48x48 face crops, so training uses them as they
+are and crops nothing: the runtime's aligned crop
+(:func:`edge_msa.vision.align.align_face`) is built to put the eyes where
+FER2013's faces have them. A data set of whole images would be cut with
+``align_face`` on the detector's faces, as ``edge-msa eval face --folder`` does.
+"""
 
 from __future__ import annotations
 
