@@ -29,10 +29,11 @@ def main() -> None:
     args = p.parse_args()
     data = np.load(DATA / "fer2013" / "fer2013_Training.npz")
     idx = np.random.default_rng(args.seed).choice(len(data["labels"]), args.n, replace=False)
+    images = data["images"]  # an npz member is read again on every access: once
     detector = FaceDetector(kind="centerface")
     points = []
     for i in idx:
-        found = detector.detect(fer_frame(data["images"][i]))
+        found = detector.detect(fer_frame(images[i]))
         if found and found[0].landmarks is not None:
             points.append((np.array(found[0].landmarks) - FRAME_BORDER) / FRAME_SCALE)
     pts = np.array(points)

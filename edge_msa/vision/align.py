@@ -14,15 +14,16 @@ would be. The numbers are where FER2013's own faces sit in their 48x48
 frames: CenterFace run on 3,000 FER2013 *Training* faces (seeded sample),
 each upscaled x4 to 192 px and pasted into a 384x384 frame of its mean grey
 (``evaluation.face_eval.fer_frame``), landmarks mapped back to 48x48 pixels;
-medians (found in 2,772, 92.4 %):
+medians (found in 2,768, 92.3 %):
 
-    eye on the image's left (14.8, 19.9), other eye (32.8, 19.5),
-    nose (24.1, 29.2), mouth corners (17.2, 36.3) and (31.7, 36.0);
-    eye distance 17.3 px, eye midpoint to mouth midpoint 16.4 px.
+    eye on the image's left (15.1, 19.7), other eye (32.9, 19.4),
+    nose (24.0, 29.0), mouth corners (17.1, 36.1) and (31.4, 35.8);
+    eye midpoint (24.0, 19.6), eye distance 17.5 px,
+    eye midpoint to mouth midpoint 16.8 px.
 
-The template is made left-right symmetric (x 24, the centre: training flips
-faces), so the eyes land at (15.3, 19.7) and (32.7, 19.7). Re-measure with
-``python scripts/fer_landmarks.py``.
+The template is left-right symmetric (x 24, the centre: training flips
+faces), so the eyes land at (15.25, 19.6) and (32.75, 19.6). Re-measure with
+``python scripts/fer_landmarks.py --n 3000``.
 
 Square (no landmarks: the Haar fallback, or ``align=False``): today's crop,
 a square of the box's longer side (widened by ``margin``) around the box
@@ -44,9 +45,9 @@ from edge_msa.vision.detector import Detection, as_bgr
 
 FACE_SIZE = 48
 # Medians of FER2013 Training faces (see the module docstring), made symmetric.
-EYE_MID = (24.0, 19.7)
-EYE_DISTANCE = 17.3
-EYE_TO_MOUTH = 16.4
+EYE_MID = (24.0, 19.6)
+EYE_DISTANCE = 17.5
+EYE_TO_MOUTH = 16.8
 FACE_SCALE = math.sqrt(EYE_DISTANCE * EYE_TO_MOUTH)
 # Below this many pixels between the eyes the landmarks say little: square crop.
 MIN_EYE_DISTANCE_PX = 4.0
