@@ -151,3 +151,20 @@ def test_config_and_candidates_give_the_same_policies():
         window_policy([0, 40])
     with pytest.raises(ValueError):
         AsrConfig(window=[5, 45])
+
+
+def test_eval_asr_compares_windows_on_the_same_clips(speech, tmp_path):
+    from edge_msa.evaluation.asr_eval import Clip, evaluate_asr, format_asr_table
+
+    assert normalise("Don't -- re-run it!") == "dont re run it"
+    clips = [Clip("happy", speech, SENTENCE.lower().rstrip("."), "happiness")]
+    out = tmp_path / "clips.jsonl"
+    metrics = evaluate_asr({"spoken": clips}, ["full", "5,10,15,30@1"], per_utterance=out,
+                           progress=False)
+    full, short = metrics["spoken"]["full"], metrics["spoken"]["5,10,15,30@1"]
+    assert full["ratio_p50"] == 1.0 and full["window_s"] == 30.0 and short["window_s"] == 5.0
+    assert short["wer"] == full["wer"] < 0.5
+    assert 0.9 < short["frame_cos"] < 1.0 and "frame_cos" not in full
+    assert "voice_uar" in short
+    assert len(out.read_text().splitlines()) == 2
+    assert "| spoken | 5,10,15,30@1 | 1 |" in format_asr_table(metrics)

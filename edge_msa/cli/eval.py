@@ -83,12 +83,13 @@ def _add_asr_parser(ev_sub: argparse._SubParsersAction) -> argparse.ArgumentPars
         help="candidates, the first the reference: full, fit or sizes like 5,10,15,30, each "
         "with optional @MARGIN seconds and :nrN (no-repeat n-gram size), e.g. fit@2:nr4",
     )
-    asr.add_argument("--corpus", nargs="+", default=["media", "ravdess", "espeak"],
-                     choices=["media", "ravdess", "espeak"])
+    asr.add_argument("--corpus", nargs="+", default=["media", "ravdess", "espeak", "emodb"],
+                     choices=["media", "ravdess", "espeak", "emodb"],
+                     help="emodb: German, heard without decoding, for the voice head's UAR")
     asr.add_argument("--data", help="the data sets folder (default: $EDGE_MSA_DATA, then "
                      "../shared/datasets)")
     asr.add_argument("--split", default="dev", help="espeak: the MOSI rows whose mode is NAME")
-    asr.add_argument("--limit", type=int, help="at most N clips of ravdess and espeak, evenly")
+    asr.add_argument("--limit", type=int, help="at most N clips of each corpus but media, evenly")
     asr.add_argument("--threads", type=int, default=1)
     asr.add_argument("--out", help="one JSON line per clip and window here")
     asr.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
@@ -222,6 +223,7 @@ def _eval_asr(args: argparse.Namespace) -> int:
         "media": lambda: asr_eval.media_clips(data / "media", labels),
         "ravdess": lambda: asr_eval.ravdess_clips(data / "ravdess_speech", args.limit),
         "espeak": lambda: asr_eval.espeak_clips(labels, args.split, args.limit),
+        "emodb": lambda: asr_eval.emodb_clips(data / "emodb", args.limit),
     }
     for spec in args.windows:
         asr_eval.parse_candidate(spec)  # a typo fails before any clip is heard

@@ -8,6 +8,11 @@ other candidate's time is also given as a ratio to its median, and its
 encoder frames over the real audio are compared with the reference's (what
 the voice head and the fusion model read, so what a switch would retrain).
 
+With emotion labels (RAVDESS, EmoDB) the shipped voice head's UAR is also
+given per window, unchanged head on changed frames: what a switch costs
+before the head is retrained. EmoDB (German, no transcripts) is heard
+without decoding.
+
 A candidate is ``full``, ``fit`` (the audio plus the margin in whole
 seconds) or window sizes in seconds (``5,10,15,30``), then optionally
 ``@MARGIN`` (seconds of padding after the audio, default 1) and ``:nrN``
@@ -25,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msa.data.voice_corpus import load_audio_16k
+from edge_msa.data.metrics import classification_metrics
+from edge_msa.data.voice_corpus import RAVDESS_MAP, emodb_files, emodb_label, load_audio_16k
 from edge_msa.encoders.asr import duration_frames
 from edge_msa.encoders.asr_window import FULL_WINDOW, WindowPolicy, window_policy
+from edge_msa.types import VOICE_EMOTIONS
 
 RAVDESS_STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
-CORPORA = ("media", "ravdess", "espeak")
+CORPORA = ("media", "ravdess", "espeak", "emodb")
 _CANDIDATE = re.compile(r"^(full|fit|[0-9.,]+)(?:@([0-9.]+))?(?::nr([0-9]+))?$")
 
 
@@ -38,7 +45,8 @@ _CANDIDATE = re.compile(r"^(full|fit|[0-9.,]+)(?:@([0-9.]+))?(?::nr([0-9]+))?$")
 class Clip:
     id: str
     audio: np.ndarray
-    reference: str
+    reference: str | None  # None: not transcribed (no known words)
+    emotion: str | None = None  # one of VOICE_EMOTIONS, when known
 
 
 def normalise(text: str) -> str:
@@ -82,7 +90,15 @@ def ravdess_clips(folder: Path, limit: int | None = None) -> Iterator[Clip]:
     if not paths:
         raise FileNotFoundError(f"no RAVDESS .flac files under {folder}")
     for path in _spread(paths, limit):
-        yield Clip(path.stem, load_audio_16k(path), RAVDESS_STATEMENTS[path.stem.split("-")[4]])
+        fields = path.stem.split("-")
+        yield Clip(path.stem, load_audio_16k(path), RAVDESS_STATEMENTS[fields[4]],
+                   RAVDESS_MAP.get(fields[2]))
+
+
+def emodb_clips(folder: Path, limit: int | None = None) -> Iterator[Clip]:
+    """EmoDB (German, 2.0 s clips): emotions only, no transcripts."""
+    for path in _spread(emodb_files(Path(folder)), limit):
+        yield Clip(path.stem, load_audio_16k(path), None, emodb_label(path)[1])
 
 
 def espeak_clips(labels: Path, split: str | None, limit: int | None = None) -> Iterator[Clip]:
@@ -116,6 +132,8 @@ class _Tally:
     windows: list[float] = field(default_factory=list)
     fallbacks: int = 0
     to_full: int = 0
+    emotions: list[str] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
     change: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -127,15 +145,18 @@ def evaluate_asr(
     per_utterance: Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Per corpus and candidate: n, wer, wer_short (the short window's own text,
-    before any fallback), ms_p50 / ms_mean (encoder + decoder per utterance),
-    encode_ms_p50, decode_ms_p50, ratio_p50 (to the first candidate's ms_p50),
-    ms_p95, ratio_p95, fallback (share decoded again), fallback_full (share
-    decoded again from the full window), window_s (mean), and against the first candidate's
-    frames: frame_cos (per speech frame), pooled_cos (mean + std over the
-    speech frames), embed_cos (the voice head's input), tokens_cos (the fusion
-    model's audio tokens), emotion_agree (the voice head's top emotion),
-    probs_l1 (its probabilities)."""
+    """Per corpus and candidate: n; wer and wer_short (the first window's own
+    text, before any fallback), for clips with known words; ms_p50, ms_mean,
+    ms_p95 (encoder + decoder per utterance), encode_ms_p50, decode_ms_p50,
+    ratio_p50 and ratio_p95 (to the first candidate's); fallback (share
+    decoded again), fallback_full (share decoded again from the full window),
+    window_s (mean); against the first candidate's frames: frame_cos (per
+    speech frame), pooled_cos (mean + std over the speech frames), embed_cos
+    (the voice head's input), tokens_cos (the fusion model's audio tokens),
+    emotion_agree (the voice head's top emotion), probs_l1 (its
+    probabilities); voice_uar (the shipped voice head's unweighted recall) for
+    clips with known emotions. EmoDB clips are only heard (no decoding), so
+    their ms are the encoder's alone."""
     from edge_msa.encoders.asr import SpeechRecognizer
     from edge_msa.encoders.voice import VoiceEncoder, default_model_dir
 
@@ -164,13 +185,15 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
 
     reference = base = None
     count = duration_frames(len(clip.audio))
+    words = clip.reference is not None
     for spec, policy in policies.items():
-        r = asr.recognition(clip.audio, True, policy)
+        r = asr.recognition(clip.audio, words, policy)
         text = r.transcript.text if r.transcript else ""
         t = tallies[spec]
-        t.refs.append(normalise(clip.reference))
-        t.hyps.append(normalise(text))
-        t.short.append(normalise(r.short_text if r.short_text is not None else text))
+        if words:
+            t.refs.append(normalise(clip.reference))
+            t.hyps.append(normalise(text))
+            t.short.append(normalise(r.short_text if r.short_text is not None else text))
         t.ms.append(r.encode_ms + r.decode_ms)
         t.encode_ms.append(r.encode_ms)
         t.decode_ms.append(r.decode_ms)
@@ -178,6 +201,9 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
         t.fallbacks += int(r.fallback)
         t.to_full += int(r.fallback and r.passes[-1] >= 30.0)
         feats = voice.encode(r.frames, clip.audio)
+        if clip.emotion is not None:
+            t.emotions.append(clip.emotion)
+            t.probs.append(feats.probs)
         tokens = audio_tokens(r.frames, count)
         if reference is None:
             reference, base = r.frames, (feats, tokens)
@@ -198,7 +224,8 @@ def _one_clip(asr, voice, clip: Clip, policies, tallies, corpus: str, sink) -> N
                    round(len(clip.audio) / 16000, 3), "window_s": r.window_s,
                    "passes": list(r.passes), "ms": round(r.encode_ms + r.decode_ms, 2),
                    "encode_ms": round(r.encode_ms, 2), "decode_ms": round(r.decode_ms, 2),
-                   "text": text, "short_text": r.short_text, "reference": clip.reference}
+                   "text": text, "short_text": r.short_text, "reference": clip.reference,
+                   "emotion": clip.emotion, "voice": VOICE_EMOTIONS[int(feats.probs.argmax())]}
             sink.write(json.dumps(row) + "\n")
             sink.flush()
 
@@ -213,10 +240,10 @@ def _summary(tallies: dict[str, _Tally], candidates: list[str]) -> dict[str, dic
         if not t.ms:
             continue
         ms = float(np.median(t.ms))
-        row = {
-            "n": len(t.ms),
-            "wer": _wer(t.refs, t.hyps),
-            "wer_short": _wer(t.refs, t.short),
+        row: dict[str, float] = {"n": len(t.ms)}
+        if t.refs:  # clips with known words (EmoDB is only heard)
+            row.update(wer=_wer(t.refs, t.hyps), wer_short=_wer(t.refs, t.short))
+        row.update({
             "ms_p50": ms,
             "ms_mean": float(np.mean(t.ms)),
             "ms_p95": float(np.percentile(t.ms, 95)),
@@ -227,8 +254,10 @@ def _summary(tallies: dict[str, _Tally], candidates: list[str]) -> dict[str, dic
             "fallback": t.fallbacks / len(t.ms),
             "fallback_full": t.to_full / len(t.ms),
             "window_s": float(np.mean(t.windows)),
-        }
+        })
         row.update({k: float(np.mean(v)) for k, v in t.change.items()})
+        if t.emotions:
+            row["voice_uar"] = classification_metrics(t.emotions, np.stack(t.probs))["uar"]
         out[spec] = row
     return out
 
@@ -261,16 +290,18 @@ def format_asr_table(metrics: dict[str, dict[str, dict]]) -> str:
     lines = [
         "| corpus | window | n | WER | WER before fallback | ms p50 | ratio p50 | ms p95 "
         "| ratio p95 | fallback | to 30 s | mean window s | frame cos | pooled cos "
-        "| voice input cos | fusion tokens cos | same top emotion |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| voice input cos | fusion tokens cos | same top emotion | voice UAR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for corpus, rows in metrics.items():
         for spec, m in rows.items():
             change = [m.get(k) for k in ("frame_cos", "pooled_cos", "embed_cos", "tokens_cos",
-                                         "emotion_agree")]
+                                         "emotion_agree", "voice_uar")]
             cells = ["-" if v is None else f"{v:.3f}" for v in change]
+            wer = [m.get(k) for k in ("wer", "wer_short")]
+            wer_cells = ["-" if v is None else f"{v:.3f}" for v in wer]
             lines.append(
-                f"| {corpus} | {spec} | {m['n']} | {m['wer']:.3f} | {m['wer_short']:.3f} "
+                f"| {corpus} | {spec} | {m['n']} | {wer_cells[0]} | {wer_cells[1]} "
                 f"| {m['ms_p50']:.0f} | {m['ratio_p50']:.3f} | {m['ms_p95']:.0f} "
                 f"| {m['ratio_p95']:.3f} | {m['fallback']:.3f} | {m['fallback_full']:.3f} "
                 f"| {m['window_s']:.1f} | " + " | ".join(cells) + " |"
