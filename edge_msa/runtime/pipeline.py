@@ -146,8 +146,9 @@ class Pipeline:
         # only: a file read as fast as it decodes has no hangover to hide them
         # in), and the real ones when an utterance closes without a usable draft.
         early = cfg.asr.early_start and not self.lossless_video and not sequential
+        # Bound late: a pipeline that only publishes status has no analyzer.
         self.hearing = Hearing(
-            analyzer.hear, self._pools["drafts"], self._pools["models"],
+            lambda audio: analyzer.hear(audio), self._pools["drafts"], self._pools["models"],
             cfg.asr.draft_pause_ms if early else None,
         )
         self.drafts = self.hearing.counts  # for `edge-msa bench`: time bought, work in vain
