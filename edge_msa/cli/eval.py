@@ -1,4 +1,4 @@
-"""`edge-msa eval text|speech|missing|face|voice|asr`: a model on labelled data."""
+"""`edge-msa eval text|speech|missing|face|voice|asr|clips`: a model on labelled data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from edge_msa.cli.common import add_models, add_report, fail, setup_logging, use
 def add_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model on labelled data")
     ev_sub = ev.add_subparsers(dest="what", required=True)
-    text = ev_sub.add_parser("text", help="the fusion model given only the transcripts")
+    text = ev_sub.add_parser(
+        "text", help="the fusion model given only the transcripts (MOSI, MOSEI or MELD CSV)"
+    )
     speech = ev_sub.add_parser(
         "speech", help="transcripts spoken by espeak-ng, heard as at run time"
     )
@@ -25,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     missing = ev_sub.add_parser("missing", help="fixed modality subsets and random missing rates")
     for p in (text, speech, missing):
-        p.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv")
+        p.add_argument("--labels", required=True, help="MOSI- or MOSEI-style label.csv (text: "
+                       "also MELD's *_sent_emo.csv: acc_3class, f1_3class)")
         p.add_argument("--split", default=None, help="rows whose mode is NAME (default: all)")
         p.add_argument("--model", help="fusion model folder (default: the installed fusion)")
         add_report(p, "write PNG plots here")
@@ -59,17 +62,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--crop", choices=["aligned", "square", "both"], default="aligned",
         help="folder/frames: the crop (aligned on the landmarks, or the square around the box)",
     )
-    voice = ev_sub.add_parser("voice", help="the voice emotion model on EmoDB wavs")
-    voice.add_argument("--emodb", required=True, help="folder of EmoDB-named wav files")
-    voice.add_argument("--speakers", help="only these EmoDB speakers, e.g. 03,08")
+    voice = ev_sub.add_parser(
+        "voice", help="the voice emotion model on EmoDB, RAVDESS or a labelled folder"
+    )
+    voice_in = voice.add_mutually_exclusive_group(required=True)
+    voice_in.add_argument("--emodb", help="folder of EmoDB-named wav files")
+    voice_in.add_argument(
+        "--folder", help="a labels.csv (path,emotion[,speaker]), a folder with one, or a folder "
+        "of RAVDESS-named clips (03-01-EE-II-SS-RR-AA, e.g. ../shared/datasets/ravdess_speech)"
+    )
+    voice.add_argument("--speakers", "--actors", dest="speakers",
+                       help="only these speakers or RAVDESS actors, e.g. 03,08")
+    voice.add_argument("--limit", type=int, help="--folder: an evenly spaced subset of N clips")
     voice.add_argument(
         "--model", help="voice head folder (default: the installed voice head)"
     )
     for p in (face, voice):
         add_report(p, "write a confusion-matrix PNG here")
     asr = _add_asr_parser(ev_sub)
+    clips = _add_clips_parser(ev_sub)
     for name, p in (("text", text), ("speech", speech), ("missing", missing),
-                    ("face", face), ("voice", voice), ("asr", asr)):
+                    ("face", face), ("voice", voice), ("asr", asr), ("clips", clips)):
         add_models(p)
         p.set_defaults(handler=handle, eval_handler=EVALS[name])
 
@@ -95,6 +108,27 @@ def _add_asr_parser(ev_sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     asr.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     asr.add_argument("--backend", default="cpu")
     return asr
+
+
+def _add_clips_parser(ev_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    clips = ev_sub.add_parser(
+        "clips", help="labelled real clips, each through the path of `run --media`: valence "
+        "balanced accuracy, positive vs negative, MAE, WER"
+    )
+    clips.add_argument(
+        "--labels", required=True,
+        help="CSV with path (relative to it) and emotion and/or label (a score in [-3, 3]), "
+        "optional transcript; or a folder with a labels.csv or RAVDESS-named clips",
+    )
+    clips.add_argument("--actors", "--speakers", dest="speakers",
+                       help="only these speakers or RAVDESS actors, e.g. 15,16")
+    clips.add_argument("--limit", type=int, help="an evenly spaced subset of N clips")
+    clips.add_argument("--config", help="TOML config file, as for `edge-msa run`")
+    clips.add_argument("--threads", type=int,
+                       help="threads of each model (asr, text, voice, vision); default: config")
+    clips.add_argument("--out", help="one JSON line per clip (truth, score, results) here")
+    add_report(clips, "write the valence confusion PNG here")
+    return clips
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -144,7 +178,14 @@ def _report_fusion(args: argparse.Namespace, metrics: dict) -> int:
         print(format_rows(rows))
     else:
         print(format_table(metrics))
-    if args.plot:
+    if args.plot and "confusion_3class" in metrics:  # class labels: no calibration to plot
+        from edge_msa.data.class_metrics import POLARITIES
+        from edge_msa.evaluation.plots import confusion_png
+
+        path = confusion_png(metrics["confusion_3class"], list(POLARITIES), "sentiment "
+                             "(rows: truth)", Path(args.plot) / "sentiment_confusion.png")
+        print(f"wrote {path}", file=sys.stderr)
+    elif args.plot:
         from edge_msa.evaluation import plots
 
         out = [plots.calibration_png(*arrays, Path(args.plot) / "calibration.png")]
@@ -205,11 +246,48 @@ def _eval_face_frames(args: argparse.Namespace, folder: Path) -> int:
 
 
 def _eval_voice(args: argparse.Namespace) -> int:
-    from edge_msa.evaluation.voice_eval import evaluate_voice, format_voice_table
+    from edge_msa.evaluation import voice_eval
 
-    speakers = [s for s in args.speakers.split(",") if s] if args.speakers else None
-    metrics = evaluate_voice(args.emodb, args.model, args.backend, speakers=speakers)
-    return _report(args, metrics, format_voice_table(metrics), "voice")
+    speakers = _names(args.speakers)
+    if args.emodb:
+        if args.limit:
+            return fail("--limit goes with --folder")
+        metrics = voice_eval.evaluate_voice(args.emodb, args.model, args.backend,
+                                            speakers=speakers)
+    else:
+        metrics = voice_eval.evaluate_voice_folder(
+            args.folder, args.model, args.backend, speakers=speakers, limit=args.limit
+        )
+    return _report(args, metrics, voice_eval.format_voice_table(metrics), "voice")
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def _eval_clips(args: argparse.Namespace) -> int:
+    from edge_msa.data.class_metrics import POLARITIES
+    from edge_msa.data.clip_labels import folder_clips
+    from edge_msa.evaluation import clips_eval
+
+    clips = folder_clips(args.labels, _names(args.speakers), args.limit)
+    cli: dict = {"runtime": {"backend": args.backend}}
+    if args.threads:
+        for part in ("asr", "text", "voice", "vision"):
+            cli[part] = {"threads": args.threads}
+    metrics = clips_eval.evaluate_clips(
+        clips, args.config, cli, Path(args.out) if args.out else None, clips_eval.progress
+    )
+    print(clips_eval.format_clips_table(metrics))
+    if args.plot:
+        from edge_msa.evaluation.plots import confusion_png
+
+        path = confusion_png(metrics["valence_confusion"], list(POLARITIES),
+                             "valence (rows: truth)", Path(args.plot) / "valence_confusion.png")
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
 
 
 def _eval_asr(args: argparse.Namespace) -> int:
@@ -262,4 +340,5 @@ EVALS = {
     "face": _eval_face,
     "voice": _eval_voice,
     "asr": _eval_asr,
+    "clips": _eval_clips,
 }

@@ -2,6 +2,8 @@
 
 MOSI-style:  ``id,text,label,mode``
 MOSEI-style: ``video_id,clip_id,text,label,mode`` (the MMSA raw-data layout)
+MELD:        ``Utterance,Sentiment`` (and ``Dialogue_ID,Utterance_ID``), 3 classes;
+             the split is the file name's first part (``dev_sent_emo.csv``: dev)
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from pathlib import Path
 
 MOSI_COLUMNS = ("id", "text", "label", "mode")
 MOSEI_COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
+MELD_COLUMNS = ("Utterance", "Sentiment")
+# MELD's classes as nominal scores: only their sign is meaningful (the 3-class
+# measures compare ``sentiment`` with the published polarity).
+MELD_SCORES = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,7 @@ class LabelRow:
     text: str
     label: float
     split: str
+    sentiment: str | None = None  # 3-class labels (MELD): negative, neutral or positive
 
 
 def _row_id(row: dict[str, str], mosei_style: bool) -> str:
@@ -51,6 +58,9 @@ def read_labels(path: str | Path, split: str | None = None) -> list[LabelRow]:
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
+        if set(MELD_COLUMNS) <= set(reader.fieldnames or []):
+            rows = _meld_rows(path, reader)
+            return rows if split is None else [r for r in rows if r.split == split]
         mosei_style = _check_header(path, list(reader.fieldnames or []))
         rows = [
             LabelRow(
@@ -64,6 +74,19 @@ def read_labels(path: str | Path, split: str | None = None) -> list[LabelRow]:
     if split is None:
         return rows
     return [r for r in rows if r.split == split]
+
+
+def _meld_rows(path: Path, reader: csv.DictReader) -> list[LabelRow]:
+    split = path.name.split("_")[0] if "_" in path.name else "all"
+    rows = []
+    for i, row in enumerate(reader):
+        sentiment = row["Sentiment"].strip().lower()
+        if sentiment not in MELD_SCORES:
+            raise ValueError(f"{path} line {i + 2}: Sentiment {row['Sentiment']!r} is not "
+                             "negative, neutral or positive")
+        key = f"dia{row.get('Dialogue_ID', '')}_utt{row.get('Utterance_ID', i)}"
+        rows.append(LabelRow(key, row["Utterance"], MELD_SCORES[sentiment], split, sentiment))
+    return rows
 
 
 def split_names(path: str | Path) -> list[str]:

@@ -55,14 +55,34 @@ def evaluate_text(labels, split=None, model_dir=None, backend="cpu", encoder_onl
         model = _fusion(model_dir, backend)
         mean, std = _predict(model, [FusionInputs(text=text_feature(p)) for p in preds])
         name = model.name
+    if all(r.sentiment for r in rows):  # 3-class labels (MELD): no score to compare with
+        classes = [str(r.sentiment) for r in rows]
+        return {**head, "model": name, **three_class_scored(mean, classes),
+                "_arrays": (mean, std, truth)}
     return {**head, "model": name, **scored(mean, std, truth), "_arrays": (mean, std, truth)}
+
+
+def three_class_scored(mean: np.ndarray, classes: list[str]) -> dict:
+    """3-class labels against the polarity the runtime publishes for each score
+    (``acc_3class``, weighted ``f1_3class``, balanced accuracy), and ``acc2``:
+    positive vs negative labels (neutral left out) against the score's sign."""
+    from edge_msa.data.class_metrics import three_class
+    from edge_msa.publishing.result import polarity
+
+    out: dict = {"n": float(len(classes)), **three_class(classes, [polarity(m) for m in mean])}
+    polar = [(c == "positive", m > 0) for c, m in zip(classes, mean, strict=True) if c != "neutral"]
+    out["acc2"] = float(np.mean([t == p for t, p in polar])) if polar else float("nan")
+    return out
 
 
 def _heard(labels, split, limit: int | None, jobs: int | None):
     """The rows, spoken and heard through the runtime's audio path (cached)."""
     from edge_msa.data import spoken
 
-    rows = spoken.select(rows_of(labels, split), limit, seed=0)
+    rows = rows_of(labels, split)
+    if rows[0].sentiment:
+        raise ValueError(f"{labels}: 3-class labels (MELD) have no score; use `eval text`")
+    rows = spoken.select(rows, limit, seed=0)
     folder = spoken.corpus_folder(spoken.default_cache(), Path(labels), split or "all")
     spoken.build(rows, folder, jobs or os.cpu_count() or 1, progress=True)
     by_id = {h["id"]: h for h in spoken.load(folder, [r.id for r in rows])}

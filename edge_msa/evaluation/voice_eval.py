@@ -1,4 +1,5 @@
-"""Voice-emotion evaluation on EmoDB through the run-time code path.
+"""Voice-emotion evaluation on EmoDB, RAVDESS or any labelled folder through the
+run-time code path.
 
 Every clip goes through exactly what the runtime does with an utterance:
 16 kHz mono audio -> ``SpeechRecognizer.recognise(transcribe=False)`` (one
@@ -32,15 +33,48 @@ def evaluate_voice(
     Keys: uar, accuracy, valence_accuracy, per_class_recall, confusion, labels,
     n, per_speaker_uar, ms_encoder, ms_head (mean milliseconds per clip).
     """
+    files = emodb_files(Path(emodb_dir), speakers)
+    items = [(path, *emodb_label(path)) for path in files]
+    return {**evaluate_voice_clips(items, model_dir, backend, threads), "corpus": "EmoDB"}
+
+
+def evaluate_voice_folder(
+    source: Path | str,
+    model_dir: Path | str | None = None,
+    backend: str = "cpu",
+    threads: int = 1,
+    speakers: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> dict:
+    """The same on a ``labels.csv`` (``path,emotion``; optional ``speaker``), a
+    folder with one, or a folder of RAVDESS-named clips (``speakers``: actors).
+    Clips without one of the head's classes (surprise, score-only rows) are
+    left out and counted in ``skipped``."""
+    from edge_msa.data.clip_labels import folder_clips, voice_class_clips
+
+    clips = folder_clips(source, speakers, limit)
+    usable = voice_class_clips(clips)
+    if not usable:
+        raise ValueError(f"{source}: no clip with one of the emotions {', '.join(VOICE_EMOTIONS)}")
+    items = [(c.path, c.speaker or "all", str(c.emotion)) for c in usable]
+    metrics = evaluate_voice_clips(items, model_dir, backend, threads)
+    return {**metrics, "corpus": str(source), "skipped": len(clips) - len(usable)}
+
+
+def evaluate_voice_clips(
+    items: list[tuple[Path, str, str]],
+    model_dir: Path | str | None = None,
+    backend: str = "cpu",
+    threads: int = 1,
+) -> dict:
+    """(path, speaker, emotion) clips through the run-time path, then the metrics."""
     from edge_msa.encoders.asr import SpeechRecognizer
     from edge_msa.encoders.voice import VoiceEncoder, default_model_dir
 
-    files = emodb_files(Path(emodb_dir), speakers)
     asr = SpeechRecognizer(beam_size=1, threads=threads)
     voice = VoiceEncoder(model_dir or default_model_dir(), backend, threads)
     truth, who, probs, t_enc, t_head = [], [], [], 0.0, 0.0
-    for path in files:
-        speaker, emotion = emodb_label(path)
+    for path, speaker, emotion in items:
         audio = load_audio_16k(path)
         start = time.perf_counter()
         _, frames = asr.recognise(audio, transcribe=False)
@@ -52,8 +86,8 @@ def evaluate_voice(
         who.append(speaker)
     metrics = classification_metrics(truth, np.stack(probs))
     metrics["per_speaker_uar"] = _per_speaker_uar(truth, who, np.stack(probs))
-    metrics["ms_encoder"] = 1000.0 * t_enc / len(files)
-    metrics["ms_head"] = 1000.0 * t_head / len(files)
+    metrics["ms_encoder"] = 1000.0 * t_enc / len(items)
+    metrics["ms_head"] = 1000.0 * t_head / len(items)
     return metrics
 
 
@@ -69,7 +103,9 @@ def format_voice_table(metrics: dict) -> str:
     """A plain-text report: headline numbers, per-class recall, confusion matrix."""
     labels = metrics.get("labels", list(VOICE_EMOTIONS))
     lines = [
-        f"voice emotion on EmoDB (n={metrics['n']})",
+        f"voice emotion on {metrics.get('corpus', 'EmoDB')} (n={metrics['n']}"
+        + (f", {metrics['skipped']} without a voice class left out)" if metrics.get("skipped")
+           else ")"),
         f"  uar               {metrics['uar']:.4f}",
         f"  accuracy          {metrics['accuracy']:.4f}",
         f"  valence accuracy  {metrics['valence_accuracy']:.4f}  (3-class)",
