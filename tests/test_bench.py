@@ -38,3 +38,14 @@ def test_bench_reports_every_key(tmp_path):
     assert report["drafts_started"] == report["drafts_used"] + report["drafts_outdated"]
     assert report["drafts_outdated_ran"] <= report["drafts_outdated"]
     assert (tmp_path / "plots" / "latency.png").stat().st_size > 1000
+    # The paced run's utterances recognised again through the full 30 s window:
+    # the same ones the run's own recognition time covers.
+    assert report["asr_window_utterances"] == report["asr_utterances"] == report["results"]
+    for key in ("asr_ms_p50", "asr_window_ms_p50", "asr_rerun_ms_p50", "asr_window_ratio"):
+        assert isinstance(report[key], float) and math.isfinite(report[key]) and report[key] > 0
+    assert report["asr_window_ms_p50"] <= report["asr_window_ms_p95"]
+    assert report["asr_window_ratio"] == pytest.approx(
+        report["asr_ms_p50"] / report["asr_window_ms_p50"], abs=1e-3
+    )
+    # The baseline is Whisper's full window itself: nothing to compare it with.
+    assert report["baseline"]["asr_ms_p50"] > 0 and "asr_window_ms_p50" not in report["baseline"]

@@ -12,12 +12,18 @@ measured to the subscriber; without it they stop at the pipeline's hand-off.
 speech and expression models; every stage on one thread, one after the
 other: when an utterance closes, its speech is recognised, then its frames
 go through the face stage (the whole frame searched on each), then fusion.
+
+After the runs, the utterances whose recognition the paced run used are
+recognised again, each through the configured encoder window and through
+Whisper's full 30 s window, one after the other on the same loaded model:
+what the window saves, on the same audio (issue 16).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import resource
 import shutil
 import socket
@@ -31,6 +37,7 @@ import av
 import numpy as np
 
 from edge_msa.config import Config, load_config
+from edge_msa.encoders.asr_window import FULL_WINDOW
 from edge_msa.publishing.outbox import Outbox
 from edge_msa.runtime.app import load_models
 from edge_msa.runtime.pipeline import Pipeline, PipelineListener
@@ -76,7 +83,9 @@ async def _measure(
     paced_cfg = _config(media, port, realtime=True, naive=naive)
     sources = _open(paced_cfg)
     models = load_models(paced_cfg, any(s.has_video for s in sources), naive)
-    paced, _, eou = await _run(paced_cfg, sources, models, port, naive)
+    segmenter, analyzer, face, name = models
+    heard = _Recorded(analyzer)
+    paced, _, eou = await _run(paced_cfg, sources, (segmenter, heard, face, name), port, naive)
     fast_cfg = _config(media, port, realtime=False, naive=naive)
     fast, fast_s, _ = await _run(fast_cfg, _open(fast_cfg), models, port, naive)
     duration = _duration(media)
@@ -107,7 +116,62 @@ async def _measure(
         if paced.stage_ms.get(stage):
             report[f"{stage}_ms_p50"] = _pct(paced.stage_ms[stage], 50)
             report[f"{stage}_ms_p95"] = _pct(paced.stage_ms[stage], 95)
+    if not naive and analyzer.asr is not None:
+        report.update(_window_check(report, heard, len(paced.stage_ms.get("asr", ()))))
     return report, paced.stage_ms
+
+
+class _Recorded:
+    """The analyzer, keeping the audio of each utterance whose recognition a
+    result used (a used draft's or the real pass's; not an outdated draft's)."""
+
+    def __init__(self, analyzer) -> None:
+        self.analyzer = analyzer
+        self._heard: dict[int, tuple[object, np.ndarray]] = {}  # id(Heard) -> (it, audio)
+        self.used: list[np.ndarray] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.analyzer, name)
+
+    def hear(self, audio: np.ndarray):  # in the drafts' or the models' thread
+        heard = self.analyzer.hear(audio)
+        self._heard[id(heard)] = (heard, audio)  # holding it keeps its id unique
+        return heard
+
+    def fuse(self, heard, face):  # in the models' thread, once per result
+        entry = self._heard.pop(id(heard), None)
+        if entry is not None and "asr" in heard.latency_ms:
+            self.used.append(entry[1])
+        return self.analyzer.fuse(heard, face)
+
+
+def _window_check(report: dict[str, object], heard: _Recorded, in_run: int) -> dict[str, object]:
+    """The paced run's utterances recognised again, through the configured
+    window and the full 30 s one, alternately first so neither gets the
+    warmer caches: ``asr_ms_p50`` (in the run) against ``asr_window_ms_p50``
+    (full window, same audio); ``asr_rerun_ms_p50`` is the configured window
+    beside it, without the run's other stages on the cores."""
+    asr, transcribe = heard.analyzer.asr, heard.analyzer.text is not None
+    fitted: list[float] = []
+    full: list[float] = []
+    for i, audio in enumerate(heard.used):
+        order = ((fitted, None), (full, FULL_WINDOW))
+        for times, window in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            asr.recognition(audio, transcribe, window)
+            times.append((time.perf_counter() - start) * 1000.0)
+    heard.used.clear()
+    heard._heard.clear()
+    window_p50 = _pct(full, 50)
+    return {
+        "asr_utterances": in_run,
+        "asr_window_utterances": len(full),
+        "asr_window_ms_p50": window_p50,
+        "asr_window_ms_p95": _pct(full, 95),
+        "asr_rerun_ms_p50": _pct(fitted, 50),
+        "asr_window_ratio": round(float(report.get("asr_ms_p50", math.nan)) / window_p50, 3)
+        if full else math.nan,
+    }
 
 
 def _open(cfg: Config) -> list:
