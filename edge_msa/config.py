@@ -34,6 +34,8 @@ from pydantic import (
 from pydantic_settings import EnvSettingsSource
 from pydantic_settings.exceptions import SettingsError
 
+from edge_msa.encoders.asr_window import SHIPPED_WINDOW
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -93,13 +95,15 @@ class AsrConfig(_Model):
     threads: int = Field(2, ge=1)
     present_min_logprob: float = -0.8
     absent_min_no_speech: float = Field(0.6, ge=0, le=1)
-    # The voice head and the fusion model were trained on the full window's
-    # frames: another window changes their inputs (docs/asr.md).
+    # The voice head and the fusion model were trained on the frames of
+    # [5, 10, 15, 30] with a 1 s margin: another window changes their inputs
+    # (docs/asr.md).
     window: Literal["full", "fit"] | list[float] = Field(
-        "full",
-        description='Whisper encoder window: "full" (30 s, what the models were trained on), '
-        '"fit" (the audio plus window_margin_s, in whole seconds) or sizes in seconds such as '
-        "[5, 10, 15, 30] (the smallest holding the audio plus the margin)",
+        default_factory=lambda: list(SHIPPED_WINDOW.sizes_s),
+        description='Whisper encoder window: sizes in seconds such as [5, 10, 15, 30] (the '
+        'smallest holding the audio plus the margin; what the models were trained on), '
+        '"full" (Whisper\'s fixed 30 s) or "fit" (the audio plus window_margin_s, in whole '
+        "seconds)",
     )
     window_margin_s: float = Field(
         1.0, ge=0, le=10, description="padding after the audio in a window under 30 s"

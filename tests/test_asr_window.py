@@ -5,6 +5,7 @@ really follows the window. Real model, real espeak-ng speech; no timings."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 
@@ -13,7 +14,15 @@ import pytest
 
 from edge_msa.config import AsrConfig
 from edge_msa.encoders.asr import WINDOW_ENCODER_FRAMES, SpeechRecognizer
-from edge_msa.encoders.asr_window import FULL_WINDOW, WindowPolicy, repeats, window_policy
+from edge_msa.encoders.asr_window import (
+    FULL_WINDOW,
+    SHIPPED_WINDOW,
+    WindowPolicy,
+    repeats,
+    window_policy,
+    window_settings,
+)
+from edge_msa.encoders.voice import default_model_dir
 from edge_msa.evaluation.asr_eval import normalise, parse_candidate
 from edge_msa.types import SAMPLE_RATE
 
@@ -136,7 +145,11 @@ def test_repeated_words_count_as_a_loop():
 
 
 def test_config_and_candidates_give_the_same_policies():
-    assert AsrConfig().window == "full"
+    # The default is the window the shipped voice head was trained on.
+    default = AsrConfig()
+    assert window_policy(default.window, default.window_margin_s) == SHIPPED_WINDOW
+    voice = json.loads((default_model_dir() / "manifest.json").read_text())
+    assert window_settings(SHIPPED_WINDOW) == voice["settings"]["asr_window"]
     cfg = AsrConfig(window=[10, 5, 30], window_margin_s=2.0, window_fallback=False)
     policy = window_policy(cfg.window, cfg.window_margin_s, cfg.window_fallback)
     assert policy == WindowPolicy(sizes_s=(5.0, 10.0, 30.0), margin_s=2.0, fallback=False)
@@ -168,3 +181,15 @@ def test_eval_asr_compares_windows_on_the_same_clips(speech, tmp_path):
     assert "voice_uar" in short
     assert len(out.read_text().splitlines()) == 2
     assert "| spoken | 5,10,15,30@1 | 1 |" in format_asr_table(metrics)
+
+
+def test_a_window_other_than_the_voice_heads_is_named(caplog):
+    from edge_msa.encoders.voice import VoiceEncoder
+    from edge_msa.runtime.app import warn_other_window
+
+    voice = VoiceEncoder(default_model_dir(), threads=1)
+    with caplog.at_level("WARNING", logger="edge_msa.runtime.app"):
+        warn_other_window(SHIPPED_WINDOW, voice)
+        assert not caplog.records
+        warn_other_window(FULL_WINDOW, voice)
+    assert len(caplog.records) == 1 and "asr.window" in caplog.records[0].getMessage()

@@ -269,7 +269,7 @@ def test_shipped_manifests_record_the_recipe_their_config_holds():
             assert getattr(cfg, key) == value, key
     voice = json.loads((REPO / "models" / "voice" / "manifest.json").read_text())
     vcfg = load(VoiceConfig, REPO / "configs" / "voice.toml")
-    assert vcfg.context == voice["settings"]["context_frames"]
+    assert vcfg.context == voice["config"]["context"]
     assert vcfg.augment == bool(voice["settings"]["augment"])
     assert voice["metrics"]["holdout"]["speakers"] == vcfg.holdout_speakers
     text = json.loads((REPO / "models" / "text" / "manifest.json").read_text())

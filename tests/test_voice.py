@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge_msa.encoders.asr import WINDOW_ENCODER_FRAMES, SpeechRecognizer, duration_frames
+from edge_msa.encoders.asr_window import FULL_WINDOW
 from edge_msa.encoders.voice import VoiceEncoder, audio_state, default_model_dir, embed, pool
 from edge_msa.types import SAMPLE_RATE, VOICE_EMOTIONS, ModalityState
 
@@ -52,11 +53,13 @@ def check_features(feats, voice: VoiceEncoder) -> None:
     assert np.all(feats.probs >= 0)
 
 
-def test_speech_gives_a_documented_embedding(recognised, speech, voice):
+def test_speech_gives_a_documented_embedding(asr, recognised, speech, voice):
     _, frames = recognised
-    # The whole padded window; the frames covering the speech come first.
-    assert frames.shape == (WINDOW_ENCODER_FRAMES, 384)
-    assert 1 <= duration_frames(len(speech)) < WINDOW_ENCODER_FRAMES
+    # The whole padded window sized to the speech; the frames covering it come first,
+    # and the margin's padding (50 frames, all a head may read) after them.
+    window_frames = asr.window.mel_frames(len(speech)) // 2
+    assert frames.shape == (window_frames, 384) and window_frames < WINDOW_ENCODER_FRAMES
+    assert duration_frames(len(speech)) + 50 <= window_frames
     assert np.all(np.isfinite(frames))
     # 768 pooled values (mean and std of 384), plus prosody (9) and the context
     # mean (384) when the head uses them.
@@ -93,7 +96,10 @@ def test_embedding_pools_the_speech_frames_and_the_context_after_them(recognised
 
 
 def test_shared_encoder_transcript_equals_plain_faster_whisper(asr, recognised, speech):
-    transcript, _ = recognised
+    # Through Whisper's own 30 s window the shared pass is faster-whisper's decoding;
+    # the shipped shorter window hears the same words here.
+    transcript = asr.recognition(speech, True, FULL_WINDOW).transcript
+    assert recognised[0] is not None and recognised[0].text == transcript.text
     segments, _ = asr.model.transcribe(
         speech,
         language="en",

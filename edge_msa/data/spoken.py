@@ -11,7 +11,8 @@ Resumable (a sentence whose file exists is skipped; files are written under
 a temporary name and renamed) and parallel over processes, each with its
 own single-threaded models. Each file records which voice head scored it;
 after the head changes, a rebuild hears the stale sentences again (one
-encoder pass, no decoding) and replaces only their voice probabilities.
+encoder pass through the window that head was trained on, no decoding) and
+replaces their audio tokens and voice probabilities.
 """
 
 from __future__ import annotations
@@ -170,14 +171,15 @@ def _render(row: LabelRow, folder: Path) -> float:
 
 
 def _revoice(row: LabelRow, folder: Path) -> float:
-    """Hear a cached sentence again with the current voice head; keep the rest."""
+    """Hear a cached sentence again with the current voice head (and the encoder
+    window it was trained on); keep the transcript."""
     assert _listener is not None
     target = sentence_file(folder, row.id)
     with np.load(target) as z:
         cached = {k: z[k] for k in z.files}
     voice = Voice(str(cached["voice"]), int(cached["rate"]), int(cached["pitch"]))
     heard = _listener.hear(speak(str(cached["text"]), voice), transcribe=False)
-    cached.update(voice_probs=heard["voice_probs"], voice_head=heard["voice_head"])
+    cached.update({k: heard[k] for k in ("audio_tokens", "voice_probs", "voice_head")})
     tmp = target.with_suffix(".tmp.npz")
     np.savez(tmp, **cached)
     tmp.rename(target)

@@ -9,9 +9,11 @@ reaches the whole utterance). With transcription off only the encoder runs, so
 the voice stage costs the same either way and its embedding does not depend on
 whether text is wanted.
 
-The window is Whisper's fixed 30 s by default. A :class:`WindowPolicy` can
-instead size it to the utterance (a few fixed sizes, or the audio plus a
-margin): the encoder's cost then follows the utterance's length. A short
+The window is sized to the utterance: by default the smallest of 5, 10, 15
+and 30 s that holds the audio plus 1 s (``SHIPPED_WINDOW``, what the voice
+head and fusion model were trained on), so the encoder's cost follows the
+utterance's length; Whisper's fixed 30 s (``FULL_WINDOW``) is the naive
+baseline's. A short
 window's transcript that loops is decoded again from a window twice as long,
 one that is unsure (or loops again) from the full window
 (:mod:`edge_msa.encoders.asr_window`); the frames returned are always the
@@ -28,10 +30,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge_msa.encoders.asr_window import (
-    FULL_WINDOW,
     MEL_PER_ENCODER_FRAME,
     MEL_PER_SECOND,
     NO_SPEECH_THRESHOLD,
+    SHIPPED_WINDOW,
     WINDOW_MEL_FRAMES,
     WindowPolicy,
     mel_frames,
@@ -87,7 +89,7 @@ class SpeechRecognizer:
         absent_min_no_speech: float = 0.6,
         backend: str = "cpu",
         fp32: bool = False,
-        window: WindowPolicy = FULL_WINDOW,
+        window: WindowPolicy = SHIPPED_WINDOW,
     ) -> None:
         from faster_whisper import WhisperModel
 

@@ -78,6 +78,17 @@ class WindowPolicy:
 
 
 FULL_WINDOW = WindowPolicy()
+# The window the shipped voice head and fusion model were trained on (docs/asr.md:
+# WER at or below the full window's on real speech, the pass about a sixth of its
+# cost). Training, corpora and evaluation hear through it, like the runtime.
+SHIPPED_WINDOW = WindowPolicy(sizes_s=(5.0, 10.0, 15.0, FULL_WINDOW_S), margin_s=1.0)
+
+
+def window_settings(policy: WindowPolicy) -> dict[str, object]:
+    """What a model's manifest records of the window its inputs were heard through."""
+    if policy.fit_step_s:
+        return {"fit_step_s": policy.fit_step_s, "margin_s": policy.margin_s}
+    return {"sizes_s": list(policy.sizes_s), "margin_s": policy.margin_s}
 
 
 def mel_frames(seconds: float) -> int:

@@ -102,7 +102,7 @@ def embed(
 ) -> np.ndarray:
     """The utterance embedding exactly as the head was trained on it.
 
-    ``frames`` is ``SpeechRecognizer.recognise``'s (1500, D) window output; its
+    ``frames`` is ``SpeechRecognizer.recognise``'s (window_s * 50, D) output; its
     first ``duration_frames(len(audio))`` cover the audio. Parts, in order:
     mean and std of those (2 D), prosody (when used), and, when
     ``context_frames`` > 0, the mean over those and the next ``context_frames``
@@ -149,13 +149,15 @@ class VoiceEncoder:
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.use_prosody = bool(settings["prosody"])
         self.context_frames = int(settings.get("context_frames", 0))
+        # The encoder window it was trained on (None: a head from before windows).
+        self.asr_window = settings.get("asr_window")
         self.embedding_dim = int(settings["embedding_dim"])
         warmup = {"embedding": np.zeros((1, self.embedding_dim), np.float32)}
         self._session = create_session(model_dir / manifest["file"], backend, threads, warmup)
 
     def encode(self, encoder_frames: np.ndarray, audio: np.ndarray) -> VoiceFeatures:
-        """``encoder_frames`` (1500, 384) from ``SpeechRecognizer.recognise``; ``audio``
-        the same 16 kHz samples (their length says which frames cover them)."""
+        """``encoder_frames`` (window_s * 50, 384) from ``SpeechRecognizer.recognise``;
+        ``audio`` the same 16 kHz samples (their length says which frames cover them)."""
         embedding = embed(encoder_frames, audio, self.use_prosody, self.context_frames)
         if embedding.shape[0] != self.embedding_dim:
             raise ValueError(

