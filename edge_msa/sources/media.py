@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import av
@@ -19,6 +20,7 @@ from edge_msa.sources.base import (
     StateFn,
     ignore_state,
 )
+from edge_msa.sources.pacing import Make, Pacer
 from edge_msa.sources.resample import ToMono16k
 from edge_msa.types import SAMPLE_RATE, AudioChunk, VideoFrame
 
@@ -30,7 +32,9 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://
 
 
 class MediaSource:
-    """Decodes a file or stream; paces it at wall-clock speed when ``realtime``.
+    """Decodes a file or stream; paces it at wall-clock speed when ``realtime``
+    (audio and video each released when due, whatever the file's order: see
+    :mod:`edge_msa.sources.pacing`).
 
     A file played as fast as it decodes keeps its media time. A live stream,
     and a file paced at wall-clock speed, are placed on the run's clock
@@ -155,26 +159,50 @@ class MediaSource:
         audio_t: float | None = None  # stream time of the next audio sample to emit
         clock.connected()
         wall0 = time.monotonic()
+        # Paced: audio and video each released when due on the run's clock, not in
+        # the file's order (the demo's video comes out about a second after its audio).
+        pacer = (
+            Pacer(
+                [s.type for s in streams], lambda t: wall0 + clock.since_connected(t), emit, stop
+            )
+            if self.realtime
+            else None
+        )
+
+        def hand_on(kind: str, t_due: float, make: Make) -> None:
+            if pacer is not None:
+                pacer.push(kind, t_due, make)
+            else:
+                emit(make())
+
+        def audio(parts: list[np.ndarray], t: float) -> float:
+            chunk = _audio_chunk(parts, t)
+            if chunk is None:
+                return t
+            t_end = t + len(chunk.samples) / SAMPLE_RATE
+            hand_on("audio", t_end, lambda: chunk)  # due at its end, as a microphone gives it
+            return t_end
+
         for packet in c.demux(streams):
             if stop.is_set():
                 break
             for frame in packet.decode():
                 t = clock.time(frame.time or 0.0)
-                if self.realtime:
-                    _sleep_until(wall0 + clock.since_connected(t), stop)
                 if isinstance(frame, av.VideoFrame):
-                    emit(VideoFrame(frame.to_ndarray(format="bgr24"), t))
+                    hand_on("video", t, partial(_bgr_frame, frame, t))
                     continue
                 if audio_t is None:
                     audio_t = t
                 pending.append(resampler.frame(frame))
                 pending_n += len(pending[-1])
                 if pending_n >= CHUNK_SAMPLES:
-                    audio_t = _emit_audio(emit, pending, audio_t)
+                    audio_t = audio(pending, audio_t)
                     pending, pending_n = [], 0
         if audio_t is not None:
             pending.append(resampler.flush())
-            clock.reached(_emit_audio(emit, pending, audio_t))
+            clock.reached(audio(pending, audio_t))
+        if pacer is not None:
+            pacer.end()
 
 
 class _Clock:
@@ -222,17 +250,14 @@ class _Clock:
         self.t_last = max(self.t_last, t)
 
 
-def _emit_audio(emit: Emit, parts: list[np.ndarray], t: float) -> float:
+def _audio_chunk(parts: list[np.ndarray], t: float) -> AudioChunk | None:
     samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    if len(samples):
-        emit(AudioChunk(samples, t))
-    return t + len(samples) / SAMPLE_RATE
+    return AudioChunk(samples, t) if len(samples) else None
 
 
-def _sleep_until(deadline: float, stop: threading.Event) -> None:
-    delay = deadline - time.monotonic()
-    if delay > 0:
-        stop.wait(delay)
+def _bgr_frame(frame: av.VideoFrame, t: float) -> VideoFrame:
+    # Converted when handed on: a frame waiting for its time keeps the decoder's smaller YUV.
+    return VideoFrame(frame.to_ndarray(format="bgr24"), t)
 
 
 def _reason(e: Exception) -> str:
