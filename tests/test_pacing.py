@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edge_msa.sources.media import MediaSource
-from edge_msa.sources.pacing import MAX_REORDER_S, Pacer
+from edge_msa.sources.pacing import MAX_LATE_S, MAX_REORDER_S, Pacer
 from edge_msa.types import SAMPLE_RATE, AudioChunk, VideoFrame
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,6 +123,17 @@ def test_pacer_does_not_wait_for_a_silent_stream_for_ever():
         out.push(pacer, "audio", t)
     # No video at all: audio goes once it is MAX_REORDER_S behind what was decoded.
     assert out.items == [("audio", t) for t in times if times[-1] - t >= MAX_REORDER_S - 1e-9]
+
+
+def test_pacer_does_not_hold_a_live_streams_late_audio_for_stalled_video():
+    out = Released()
+    pacer = out.pacer(due_in=-2 * MAX_LATE_S)  # arriving late, as a live stream's can
+    out.push(pacer, "audio", 0.0)
+    assert out.items == [("audio", 0.0)]
+    out = Released()
+    pacer = out.pacer(due_in=-MAX_LATE_S / 2)
+    out.push(pacer, "audio", 0.0)
+    assert out.items == []  # not that late: the video's frame may still be earlier
 
 
 def test_pacer_releases_nothing_before_it_is_due_or_after_a_stop():

@@ -32,7 +32,7 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://
 
 
 class MediaSource:
-    """Decodes a file or stream; paces a file at wall-clock speed when ``realtime``
+    """Decodes a file or stream; paces it at wall-clock speed when ``realtime``
     (audio and video each released when due, whatever the file's order: see
     :mod:`edge_msa.sources.pacing`).
 
@@ -159,15 +159,13 @@ class MediaSource:
         audio_t: float | None = None  # stream time of the next audio sample to emit
         clock.connected()
         wall0 = time.monotonic()
-        # A paced file: audio and video each released when due on the run's clock, not
-        # in the file's order (the demo's video comes out about a second after its
-        # audio). A live stream comes at its own pace: held back, its audio would wait
-        # for video that stalled.
+        # Paced: audio and video each released when due on the run's clock, not in
+        # the file's order (the demo's video comes out about a second after its audio).
         pacer = (
             Pacer(
                 [s.type for s in streams], lambda t: wall0 + clock.since_connected(t), emit, stop
             )
-            if self.realtime and not self.live
+            if self.realtime
             else None
         )
 

@@ -14,9 +14,11 @@ released when its time comes on the run's clock, once every other stream has
 an item queued (or has ended): until then decoding goes on at full speed,
 since another stream may still hold something earlier. An audio chunk is
 released when its last sample is due, as a microphone hands a block over; a
-frame when it is due, as a camera captures it. How far decoding may run
-ahead of a silent stream is bounded (``MAX_REORDER_S``), so a stream that
-stops delivering does not hold the others up, nor fill memory.
+frame when it is due, as a camera captures it. A stream with nothing queued
+holds the others up only so long: while decoding has run less than
+``MAX_REORDER_S`` ahead (memory: a file decodes far faster than it plays) and
+for at most ``MAX_LATE_S`` past the held item's time (a live stream comes at
+its own pace: its audio must not wait long for video that stalled).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from edge_msa.types import AudioChunk, VideoFrame
 
 # Past the MP4 demuxer's 1 s of position-first order and a decoder's few frames.
 MAX_REORDER_S = 2.0
+# A file's items are never that late (decoding runs ahead); a live stream's can be.
+MAX_LATE_S = 0.5
 
 Make = Callable[[], AudioChunk | VideoFrame]  # the item, built when released
 
@@ -74,10 +78,10 @@ class Pacer:
             if not waiting:
                 return
             t, stream = min(waiting)
-            known = all(q or s in self._ended for s, q in self._queues.items())
-            if not known and self._newest - t < MAX_REORDER_S:
-                return  # decode on: a stream with nothing queued may have an earlier item
             delay = self.due(t) - time.monotonic()
+            known = all(q or s in self._ended for s, q in self._queues.items())
+            if not known and self._newest - t < MAX_REORDER_S and delay > -MAX_LATE_S:
+                return  # decode on: a stream with nothing queued may have an earlier item
             if delay > 0 and self.stop.wait(delay):
                 return  # stopped: what was not due yet has not happened
             self.emit(self._queues[stream].popleft()[1]())
