@@ -165,6 +165,47 @@ def test_text_head_starts_from_the_text_models_score():
         assert means[:, 0].tolist() == pytest.approx(expected, abs=1e-5)
 
 
+def test_own_heads_see_only_their_own_modality():
+    """outputs.<modality> are the own heads: each reads its modality before any
+    cross-modal attention, so changing another modality leaves it as it was,
+    while the fused mean (and the fused tokens' heads) follow every input."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.fusion.features import VOICE_DIM
+    from edge_msa.training.fusion.net import OUTPUT_NAMES, FusionNet
+
+    torch.manual_seed(0)
+    net = FusionNet().eval()
+    with torch.no_grad():  # trained-like heads: the zero start would hide any leak
+        for head in net.own:
+            head[1][-1].weight.normal_(0.0, 0.5)
+        net.head_w.normal_(0.0, 0.5)
+
+    def run(text, audio, vision) -> dict:
+        voice = np.full(VOICE_DIM, 1 / VOICE_DIM, np.float32)
+        item = FusionInputs(text=text, audio=audio, voice=voice, vision=vision)
+        feed = {k: torch.from_numpy(v) for k, v in batch([item]).items()}
+        with torch.no_grad():
+            return {n: o.numpy()[0] for n, o in zip(OUTPUT_NAMES, net(**feed), strict=True)}
+
+    text, audio, vision = _text(), _audio(), _vision()
+    base = run(text, audio, vision)
+    changed = {
+        "text": run(_text(), audio, vision),
+        "audio": run(text, _audio(), vision),
+        "vision": run(text, audio, _vision()),
+    }
+    for k, name in enumerate(("text", "audio", "vision")):
+        out = changed[name]
+        assert abs(out["mean"] - base["mean"]) > 1e-4, name  # the fusion hears it
+        assert abs(out["own_mean"][k] - base["own_mean"][k]) > 1e-4, name
+        for j in range(3):
+            if j != k:
+                assert out["own_mean"][j] == pytest.approx(base["own_mean"][j], abs=1e-6)
+                assert out["own_log_var"][j] == pytest.approx(base["own_log_var"][j], abs=1e-6)
+                # the fused tokens (what outputs.* used to be) have attended to it
+                assert abs(out["modality_mean"][j] - base["modality_mean"][j]) > 1e-5
+
+
 def test_mmsa_pickle_trains_exports_and_matches_torch(tmp_path):
     pytest.importorskip("torch", reason="training needs the train extra (torch)")
     from edge_msa.training.fusion.export import load_checkpoint, run_onnx, run_torch

@@ -43,8 +43,11 @@ TOLERANCE = {
         "modality_log_var": 0.1,
         "weights": 0.02,
         "text_imagined": 0.0,
+        "own_mean": 0.1,
+        "own_log_var": 0.1,
     },
 }
+OWN = {"own_mean", "own_log_var"}  # graphs exported before the own heads lack them
 SENTENCES = [
     "i loved it",
     "uh",
@@ -151,7 +154,7 @@ def test_fusion_graph_matches_fp32(fp32):
     rows = fusion_feeds(calibration, 1)[: 2 * len(CASES)]  # every modality combination, twice
     feeds = rows + encoder_feeds + fusion_feeds(calibration, 8)[:2]
     worst = _worst(fp32["fusion"], _gpu_graph("fusion"), feeds)
-    assert set(worst) == set(TOLERANCE["fusion"])
+    assert set(worst) in (set(TOLERANCE["fusion"]), set(TOLERANCE["fusion"]) - OWN)
     for name, diff in worst.items():
         assert diff <= TOLERANCE["fusion"][name], (name, diff)
 

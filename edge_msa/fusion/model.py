@@ -1,10 +1,15 @@
 """The fusion model at run time: one ONNX graph through the backend layer.
 
 Inputs are :mod:`edge_msa.fusion.features`; the graph returns the fused mean
-and log-variance, each modality's own mean and log-variance, the fusion
-weights (text, audio, vision, fused query) and whether the text was
-imagined. ``temperature`` (fitted on validation data, in the manifest)
-scales every std so that about 68% of validation labels fall within ±1σ.
+and log-variance, each modality's token's mean and log-variance after
+fusion, the fusion weights (text, audio, vision, fused query), whether the
+text was imagined and each modality's own mean and log-variance: its own
+head on its own input before any cross-modal attention (``own_*``). The
+published per-modality estimates are the own ones; a graph exported before
+the own heads existed has none, and then the fused tokens' stand in.
+``temperature`` (fitted on validation data, in the manifest) scales the
+fused std so that about 68% of validation labels fall within ±1σ;
+``own_temperature`` does the same for each own head.
 With nothing usable the graph answers from its learned query alone: the
 prior of the training labels.
 """
@@ -19,7 +24,9 @@ from edge_msa.fusion.features import MODALITIES, FusionInputs, batch
 from edge_msa.models import load_manifest
 from edge_msa.models import model_dir as models_subdir
 
-OUTPUTS = ("mean", "log_var", "modality_mean", "modality_log_var", "weights", "text_imagined")
+OUTPUTS = ("mean", "log_var", "weights", "text_imagined")
+OWN = ("own_mean", "own_log_var")
+BEFORE_OWN = ("modality_mean", "modality_log_var")  # graphs exported before the own heads
 
 
 def default_model_dir() -> Path:
@@ -30,7 +37,8 @@ def default_model_dir() -> Path:
 class FusionOutput:
     score: float
     std: float
-    modality: dict[str, tuple[float, float]]  # (mean, std) of each modality that took part
+    # (mean, std) of each modality that took part: its own estimate, before fusion
+    modality: dict[str, tuple[float, float]]
     weights: dict[str, float]  # share of each modality (and "fused") in the score
     text_imagined: bool
 
@@ -45,18 +53,25 @@ class FusionModel:
         manifest = load_manifest(model_dir, "edge-msa train --config FILE")
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.temperature = float(manifest["temperature"])
+        own_temperature = manifest.get("own_temperature", {})
+        self.own_temperature = {
+            m: float(own_temperature.get(m, self.temperature)) for m in MODALITIES
+        }
         # The backend's graph: dynamic INT8 on the CPU, the TensorRT-ready one on a GPU.
         self.graph = model_file(model_dir, manifest, backend)
         self._session = create_session(
             self.graph, backend, threads, warmup=batch([FusionInputs()])
         )
+        names = {o.name for o in self._session.get_outputs()}
+        self._per_modality = OWN if set(OWN) <= names else BEFORE_OWN
 
     def predict(self, inputs: FusionInputs) -> FusionOutput:
         return self.predict_batch([inputs])[0]
 
     def predict_batch(self, items: list[FusionInputs]) -> list[FusionOutput]:
         feed = batch(items)
-        mean, log_var, m_mean, m_log_var, weights, imagined = self._session.run(list(OUTPUTS), feed)
+        names = [*OUTPUTS, *self._per_modality]
+        mean, log_var, weights, imagined, m_mean, m_log_var = self._session.run(names, feed)
         out = []
         for i, it in enumerate(items):
             took_part = (
@@ -69,7 +84,7 @@ class FusionModel:
                     score=float(mean[i]),
                     std=self._std(log_var[i]),
                     modality={
-                        m: (float(m_mean[i, k]), self._std(m_log_var[i, k]))
+                        m: (float(m_mean[i, k]), self._std(m_log_var[i, k], m))
                         for k, m in enumerate(MODALITIES)
                         if took_part[k]
                     },
@@ -81,5 +96,6 @@ class FusionModel:
             )
         return out
 
-    def _std(self, log_var: float) -> float:
-        return math.sqrt(math.exp(float(log_var))) * self.temperature
+    def _std(self, log_var: float, modality: str | None = None) -> float:
+        scale = self.temperature if modality is None else self.own_temperature[modality]
+        return math.sqrt(math.exp(float(log_var))) * scale

@@ -76,7 +76,12 @@ RESULT_SCHEMA: dict[str, object] = {
         "device_id": {"type": "string"},
         "t_start": {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"},
         "t_end": {"type": "string", "format": "date-time"},
-        "score": {"type": "number", "minimum": -3, "maximum": 3, "description": "CMU-MOSI scale"},
+        "score": {
+            "type": "number",
+            "minimum": -3,
+            "maximum": 3,
+            "description": "CMU-MOSI scale; the fused estimate from every modality that took part",
+        },
         "polarity": {"type": "string", "enum": ["negative", "neutral", "positive"]},
         "uncertainty": {
             "type": "number",
@@ -99,8 +104,10 @@ RESULT_SCHEMA: dict[str, object] = {
         "model": {"type": "string"},
         "outputs": {
             "type": "object",
-            "description": "each modality's own estimate: score and std on the MOSI scale, "
-            "and its top emotion where the encoder has one",
+            "description": "each modality's own estimate, before fusion: its own head on its "
+            "own input, before any cross-modal attention (text: the transcript's, or the one "
+            "imagined from the voice when there is none); score and std on the MOSI scale, and "
+            "its top emotion where the encoder has one. The fused estimate is the top-level score",
             "additionalProperties": False,
             "properties": {"text": _OUTPUT, "audio": _OUTPUT, "vision": _OUTPUT},
         },

@@ -52,6 +52,9 @@ class ModelConfig(_Strict):
 
 class LossConfig(_Strict):
     modality: float = 0.5
+    # The own heads (each modality alone, before fusion: what a result's
+    # outputs.<modality> publishes); None: the same weight as ``modality``.
+    own: float | None = Field(None, ge=0.0)
     mia: float = 1.0
     distill: float = 1.0
     rnc: float = 0.1

@@ -6,7 +6,9 @@
 - an INT8 variant (dynamic quantization of the weights): kept only when its
   validation MAE is within 0.005 of FP32 and it is faster; both measured;
 - the std temperature fitted on the pooled validation feeds so that ±1σ
-  covers 68.27%;
+  covers 68.27%; one more per own head (``own_temperature``: each modality
+  alone, what a result's ``outputs.<modality>`` publishes), on the rows where
+  that modality is given;
 - ``manifest.json``: data, command, git revision, metrics, timing, sha256.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msa.fusion.features import FusionInputs, batch
+from edge_msa.fusion.features import MODALITIES, FusionInputs, batch
 from edge_msa.training.fusion.net import INPUT_NAMES, OUTPUT_NAMES
 from edge_msa.training.manifest import write_manifest
 
@@ -98,6 +100,23 @@ def fit_temperature(mean: np.ndarray, log_var: np.ndarray, y: np.ndarray) -> flo
     return float(np.quantile(ratio, ONE_SIGMA))
 
 
+def own_calibration(outs: dict[str, dict], feeds: dict) -> tuple[dict, dict]:
+    """Per modality: the own head's std temperature and its MAE, pooled over the
+    validation rows where the modality is given."""
+    temps, maes = {}, {}
+    keys = list(outs)
+    for k, m in enumerate(MODALITIES):
+        given = {key: feeds[key][0]["present"][:, k] > 0 for key in keys}
+        if not any(g.any() for g in given.values()):
+            continue
+        mean = np.concatenate([outs[key]["own_mean"][given[key], k] for key in keys])
+        log_var = np.concatenate([outs[key]["own_log_var"][given[key], k] for key in keys])
+        y = np.concatenate([feeds[key][1][given[key]] for key in keys])
+        temps[m] = round(fit_temperature(mean, log_var, y), 4)
+        maes[m] = round(float(np.abs(mean - y).mean()), 4)
+    return temps, maes
+
+
 def metrics_of(out: dict[str, np.ndarray], y: np.ndarray, temperature: float) -> dict:
     from edge_msa.data.metrics import regression_metrics
 
@@ -144,6 +163,7 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
     pooled = {v: np.concatenate([o[v] for o in outs["fp32"].values()]) for v in ("mean", "log_var")}
     y_all = np.concatenate([y for _, y in feeds.values()])
     temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all)
+    own_temperature, own_mae = own_calibration(outs["fp32"], feeds)
     metrics = {
         variant: {
             key: metrics_of(o, feeds[key][1], temperature) for key, o in outs[variant].items()
@@ -165,6 +185,8 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         "version": VERSION,
         "file": chosen.name,
         "temperature": round(temperature, 4),
+        "own_temperature": own_temperature,
+        "own_mae_valid_fp32": own_mae,
         "inputs": "see edge_msa/fusion/features.py",
         "outputs": list(OUTPUT_NAMES),
         "variant_choice": (

@@ -90,16 +90,21 @@ def rnc_loss(z, y, temperature: float):
 
 
 def flow_loss(model, feed, y, cfg: TrainConfig):
-    """Fused + per-modality loss of one flow; also returns what distillation needs."""
+    """Fused + per-modality + own-head loss of one flow; also returns what
+    distillation needs. The own heads learn the sentence's label from each
+    present modality alone (text: also when imagined, as it is published)."""
     import torch
 
-    h, mask, _, imagined, refined = model.encode(**feed)
+    h, mask, own, imagined, refined = model.encode(**feed)
     prior = model.text_prior(feed["text"], feed["present"])
     mean, log_var, means, log_vars, _ = model.heads_out(h, mask, prior)
+    own_means, own_log_vars = model.own_out(own, prior)
     ones = torch.ones_like(y)
     loss = _gauss(mean, log_var, y, ones)
+    w_own = cfg.loss.modality if cfg.loss.own is None else cfg.loss.own
     for m in range(3):
         loss = loss + cfg.loss.modality * _gauss(means[:, m], log_vars[:, m], y, mask[:, m])
+        loss = loss + w_own * _gauss(own_means[:, m], own_log_vars[:, m], y, mask[:, m])
     return loss, mean, h[:, 3], imagined, refined
 
 
@@ -146,12 +151,12 @@ def predict(model, feed: dict[str, np.ndarray], batch_size: int = 512) -> dict[s
     with torch.no_grad():
         for a in range(0, n, batch_size):
             part = {k: torch.from_numpy(v[a : a + batch_size]) for k, v in feed.items()}
-            mean, log_var, means, log_vars, w, _ = model(**_trim(part))
-            outs.append((mean, log_var, means, log_vars, w))
+            mean, log_var, means, log_vars, w, _, own_mean, own_log_var = model(**_trim(part))
+            outs.append((mean, log_var, means, log_vars, w, own_mean, own_log_var))
     model.train()
-    cat = [torch.cat([o[i] for o in outs]).numpy() for i in range(5)]
-    return dict(
-        zip(("mean", "log_var", "modality_mean", "modality_log_var", "weights"), cat, strict=True)
-    )
+    names = ("mean", "log_var", "modality_mean", "modality_log_var", "weights")
+    names += ("own_mean", "own_log_var")
+    cat = [torch.cat([o[i] for o in outs]).numpy() for i in range(len(names))]
+    return dict(zip(names, cat, strict=True))
 
 

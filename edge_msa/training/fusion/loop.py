@@ -11,7 +11,8 @@ shared weights:
 
 Loss: L1 on every mean plus a Gaussian NLL on every log-variance (mean
 detached, so the variance learns the error the mean makes); the same for the
-per-modality heads that are present; the MIA reconstruction of the real-text
+per-modality heads that are present, and for the own heads (each modality
+alone, before any cross-modal attention: ``loss.own``); the MIA reconstruction of the real-text
 token (imagined and refined); distillation of the student's fused mean and
 embedding towards the teacher's (detached); Rank-N-Contrast on the fused
 embeddings. Modality dropout and LNLN-style random frame dropping throughout.
@@ -116,7 +117,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
             step += 1
         metrics = {
             name: {
-                mode: _val_metrics(predict(model, feed), y, regression_metrics)
+                mode: _val_metrics(predict(model, feed), y, regression_metrics, feed["present"])
                 for mode, (feed, y) in feeds.items()
             }
             for name, feeds in valid_feeds.items()
@@ -222,10 +223,17 @@ def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> li
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _val_metrics(pred: dict, y: np.ndarray, regression_metrics) -> dict:
+def _val_metrics(pred: dict, y: np.ndarray, regression_metrics, present: np.ndarray) -> dict:
     m = regression_metrics(pred["mean"], y)
     std = np.exp(0.5 * pred["log_var"])
     err = np.abs(pred["mean"] - y)
     m["coverage_1sigma"] = float(np.mean(err <= std))
     m["coverage_2sigma"] = float(np.mean(err <= 2 * std))
+    # Each own head's MAE on the rows where its modality is given (not imagined).
+    own_err = np.abs(pred["own_mean"] - y[:, None])
+    m["own_mae"] = {
+        name: round(float(own_err[present[:, k] > 0, k].mean()), 4)
+        for k, name in enumerate(("text", "audio", "vision"))
+        if (present[:, k] > 0).any()
+    }
     return m

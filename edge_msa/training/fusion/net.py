@@ -28,6 +28,11 @@ Small and edge-sized, after the seed paper's recipe:
    mixture of the present heads, weighted by softmax(gate - log_var): the
    predicted precision and a learned gate that the fused query sets. Its
    variance is the mixture variance.
+5. Own heads (what a result's ``outputs.<modality>`` publishes): each
+   modality's estimate from its own token before any cross-modal attention:
+   the text token fed to attention (real, ASR-refined or imagined; it starts
+   from the text model's score as above), the pooled audio + voice token and
+   the pooled vision token. Side heads: the fused output never reads them.
 
 Inputs and outputs are those of :mod:`edge_msa.fusion.features` and
 ``OUTPUT_NAMES``; sizes are constructor arguments so that MMSA feature
@@ -51,7 +56,16 @@ INPUT_NAMES = (
     "present",
     "simulated",
 )
-OUTPUT_NAMES = ("mean", "log_var", "modality_mean", "modality_log_var", "weights", "text_imagined")
+OUTPUT_NAMES = (
+    "mean",
+    "log_var",
+    "modality_mean",
+    "modality_log_var",
+    "weights",
+    "text_imagined",
+    "own_mean",
+    "own_log_var",
+)
 NEG = -1e4  # additive mask; finite so that INT8/FP16 graphs stay NaN-free
 LOG_VAR_RANGE = (-6.0, 4.0)
 
@@ -125,10 +139,19 @@ class FusionNet(nn.Module):
         self.head_w = nn.Parameter(torch.randn(4, width, 2) * 0.02)
         self.head_b = nn.Parameter(torch.zeros(4, 2))
         self.gate = nn.Linear(width, 4)
+        # Own heads (text, audio, vision) on the tokens before the blocks. The last
+        # layer starts at zero: text at the text model's score, the others at 0.
+        self.own = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), _mlp(width, width, 2, dropout)) for _ in range(3)
+        )
+        for head in self.own:
+            nn.init.zeros_(head[1][-1].weight)
+            nn.init.zeros_(head[1][-1].bias)
 
     def encode(self, text, audio, audio_mask, voice, vision, vision_mask, present, simulated):
-        """Tokens after cross-attention (B, 4, W), their mask (B, 4), the text
-        token fed to attention and the real one (for the MIA loss)."""
+        """Tokens after cross-attention (B, 4, W), their mask (B, 4), the text,
+        audio and vision tokens fed to attention (B, 3, W: what the own heads
+        read), the imagined and the refined text token (for the MIA loss)."""
         pt, pa, pv = present[:, 0:1], present[:, 1:2], present[:, 2:3]
         tokens = self.audio_in(audio)
         for block in self.audio_blocks:
@@ -148,20 +171,28 @@ class FusionNet(nn.Module):
             text_mask = pt
         t = pt * (simulated * refined + (1 - simulated) * t_real) + (1 - pt) * t_absent
         mask = torch.cat([text_mask, pa, pv, torch.ones_like(pa)], dim=-1)
-        x = torch.stack([t, a, v, self.query.expand(t.shape[0], -1, -1)[:, 0]], dim=1)
+        own = torch.stack([t, a, v], dim=1)
+        x = torch.cat([own, self.query.expand(t.shape[0], -1, -1)], dim=1)
         x = x + self.kind
         bias = (1.0 - mask) * NEG
         for block in self.blocks:
             x = block(x, bias)
-        return self.norm(x), mask, t, imagined, refined
+        return self.norm(x), mask, own, imagined, refined
 
     def forward(self, text, audio, audio_mask, voice, vision, vision_mask, present, simulated):
-        h, mask, _, imagined, _ = self.encode(
+        h, mask, own, imagined, _ = self.encode(
             text, audio, audio_mask, voice, vision, vision_mask, present, simulated
         )
-        out = self.heads_out(h, mask, self.text_prior(text, present))
+        prior = self.text_prior(text, present)
+        out = self.heads_out(h, mask, prior)
         imagined_flag = (1 - present[:, 0:1]) * mask[:, 0:1]
-        return (*out, imagined_flag.squeeze(-1))
+        return (*out, imagined_flag.squeeze(-1), *self.own_out(own, prior))
+
+    def own_out(self, own: torch.Tensor, text_prior: torch.Tensor):
+        """Each modality's own mean and log-var (B, 3) from its token before fusion."""
+        o = torch.stack([head(own[:, i]) for i, head in enumerate(self.own)], dim=1)
+        mv = torch.cat([o[:, :1, 0] + text_prior[:, None], o[:, 1:, 0]], dim=1)
+        return 3.0 * torch.tanh(mv / 3.0), o[..., 1].clamp(*LOG_VAR_RANGE)
 
     def text_prior(self, text: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """(B,) the text model's score before the heads' 3·tanh(x / 3); 0 without text."""
