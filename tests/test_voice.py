@@ -206,3 +206,30 @@ def test_eval_voice_scores_only_the_chosen_speakers_with_the_chosen_head(tmp_pat
     assert metrics["n"] == 2 and list(metrics["per_speaker_uar"]) == ["08"]
     res = cli("eval", "voice", "--emodb", str(folder), "--speakers", "99")
     assert res.returncode == 2 and "speakers 99" in res.stderr
+
+
+def test_ravdess_reader_walks_actor_folders_and_folds_keep_people_apart(tmp_path):
+    """ravdess_speech's Actor_XX/*.flac and a flat ravdess/ folder (its clips
+    not in ravdess_speech only); grouped folds never split a person."""
+    from edge_msa.data.voice_corpus import group_folds, ravdess_clips, ravdess_training_clips
+
+    for actor in ("01", "02", "03"):
+        folder = tmp_path / "ravdess_speech" / f"Actor_{actor}"
+        folder.mkdir(parents=True)
+        for emotion in ("01", "05", "08"):  # neutral, angry, surprised (dropped)
+            (folder / f"03-01-{emotion}-01-01-01-{actor}.flac").write_bytes(b"")
+    (tmp_path / "ravdess").mkdir()
+    (tmp_path / "ravdess" / "03-01-05-01-01-01-01.wav").write_bytes(b"")  # also in speech
+    (tmp_path / "ravdess" / "03-01-04-01-01-01-01.wav").write_bytes(b"")  # not: kept
+    clips = ravdess_clips(tmp_path / "ravdess_speech")
+    assert len(clips) == 6 and {e for _, _, e in clips} == {"neutral", "anger"}
+    assert {s for _, s, _ in clips} == {"ravdess01", "ravdess02", "ravdess03"}
+    both = ravdess_training_clips(tmp_path)
+    assert len(both) == 7 and sum(p.suffix == ".wav" for p, _, _ in both) == 1
+
+    groups = np.array(["03", "08", "09", "ravdess01", "ravdess02", "ravdess03", "ravdess01"])
+    corpus = np.array(["emodb"] * 3 + ["ravdess"] * 4)
+    fold = group_folds(groups, corpus, 2)
+    for g in set(groups):
+        assert len(set(fold[groups == g])) == 1
+    assert set(fold[corpus == "ravdess"]) == {0, 1} and set(fold[corpus == "emodb"]) == {0, 1}

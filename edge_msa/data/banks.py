@@ -4,10 +4,12 @@ Face bank: every FER2013 face in a few augmented variants (shift, scale,
 rotation, flip, brightness, contrast, noise), run through the shipped
 expression CNN: the per-frame vision tokens the runtime would see.
 
-Voice bank: every EmoDB and RAVDESS clip through the runtime's audio path
-(one Whisper encoder pass, the voice stage's embedding), and emotion
-probabilities from a logistic regression fitted leave-one-speaker-out, so no
-clip is scored by a head that saw it: the shipped head would be
+Voice bank: every EmoDB and RAVDESS clip (ravdess_speech's 18 actors, the
+voice head's training clips) through the runtime's audio path (one Whisper
+encoder pass, the voice stage's embedding), and emotion probabilities from a
+logistic regression fitted on the head's grouped folds (people held out in
+blocks, the head's C and augmented views), so no clip is scored by a head that
+saw its speaker: the shipped head would be
 over-confident on its own training clips and the fusion model would learn to
 over-trust the voice.
 
@@ -87,16 +89,17 @@ def face_bank(npz: Path, variants: int = 4, seed: int = 0) -> dict[str, np.ndarr
 
 
 def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
-    """(path, speaker, emotion) for EmoDB and RAVDESS."""
-    from edge_msa.data.voice_corpus import emodb_files, emodb_label, ravdess_clips
+    """(path, speaker, emotion) for EmoDB and RAVDESS (the voice head's clips)."""
+    from edge_msa.data.voice_corpus import emodb_files, emodb_label, ravdess_training_clips
 
     clips = [(p, *emodb_label(p)) for p in emodb_files(data / "emodb")]
-    return clips + ravdess_clips(data / "ravdess")
+    return clips + ravdess_training_clips(data)
 
 
 def voice_bank(data: Path) -> dict[str, np.ndarray]:
-    """``probs`` (N, 7) leave-one-speaker-out and ``emotions`` (N,) str, with the
-    shipped head's recipe (its C and augmented views, models/voice/manifest.json)."""
+    """``probs`` (N, 7) from folds without the clip's speaker and ``emotions`` (N,)
+    str, with the shipped head's recipe (its C, augmented views and grouped
+    folds, models/voice/manifest.json)."""
     from edge_msa.encoders.voice import default_model_dir
     from edge_msa.models import load_manifest
 
@@ -109,7 +112,9 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     from edge_msa.data.voice_corpus import VOICE_RECIPE, load_audio_16k
     from edge_msa.encoders.voice import embed
 
-    settings = load_manifest(default_model_dir(), VOICE_RECIPE)["settings"]
+    manifest = load_manifest(default_model_dir(), VOICE_RECIPE)
+    settings = manifest["settings"]
+    folds = int(manifest.get("config", {}).get("folds", 6))
     views = ("", *settings.get("augment", ()))
     clips = _voice_clips(data)
     listener = Listener(threads=os.cpu_count() or 1)
@@ -123,27 +128,43 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
             emb[j, i] = embed(frames, audio, v.use_prosody, v.context_frames)
     speakers = np.array([c[1] for c in clips])
     y = np.array([VOICE_EMOTIONS.index(c[2]) for c in clips])
-    probs = _loso_probs(emb, y, speakers, float(settings["C"]))
+    per_corpus = bool(manifest.get("config", {}).get("balance_corpora", False))
+    probs = _grouped_probs(emb, y, speakers, float(settings["C"]), folds, per_corpus)
     out = {"probs": probs.astype(np.float32), "emotions": np.array([c[2] for c in clips])}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
 
 
-def _loso_probs(views: np.ndarray, y: np.ndarray, speakers: np.ndarray, c: float) -> np.ndarray:
+def _grouped_probs(
+    views: np.ndarray,
+    y: np.ndarray,
+    speakers: np.ndarray,
+    c: float,
+    folds: int,
+    per_corpus: bool = True,
+) -> np.ndarray:
     """``views`` (V, N, D): the clips (view 0) and their augmented views, which
-    only ever join the training folds."""
+    only ever join the training folds; the folds are the voice head's (each
+    corpus's people in ``folds`` blocks, fold i holding out block i of both)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from edge_msa.data.voice_corpus import balanced_weights, group_folds
+
+    corpus = np.array(["ravdess" if s.startswith("ravdess") else "emodb" for s in speakers])
+    fold = group_folds(speakers, corpus, folds)
     probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
-    for s in np.unique(speakers):
-        test = speakers == s
-        model = make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    for f in np.unique(fold):
+        test = fold == f
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        w = balanced_weights(y[~test], corpus[~test], per_corpus)
+        model.fit(
+            np.concatenate(views[:, ~test]),
+            np.tile(y[~test], len(views)),
+            logisticregression__sample_weight=np.tile(w, len(views)),
         )
-        model.fit(np.concatenate(views[:, ~test]), np.tile(y[~test], len(views)))
         probs[np.ix_(test, model.classes_)] = model.predict_proba(views[0, test])
     return probs
 

@@ -69,15 +69,50 @@ def emodb_files(emodb_dir: Path, speakers: Iterable[str] | None = None) -> list[
 
 
 def ravdess_clips(folder: Path) -> list[tuple[Path, str, str]]:
-    """(path, speaker, emotion) of the RAVDESS wavs in ``folder`` whose emotion
-    maps to an EmoDB class; none when the folder is absent. A RAVDESS name has
-    seven fields, ``03-01-EE-II-SS-RR-AA``: EE the emotion, AA the actor."""
+    """(path, speaker, emotion) of the RAVDESS clips (.wav or .flac) in ``folder``
+    or its ``Actor_XX`` subfolders whose emotion maps to an EmoDB class; none
+    when the folder is absent. A RAVDESS name has seven fields,
+    ``03-01-EE-II-SS-RR-AA``: EE the emotion, AA the actor (the speaker
+    ``ravdessAA``)."""
     out = []
-    for path in sorted(Path(folder).glob("*.wav")):
+    paths = [p for p in Path(folder).rglob("*") if p.suffix.lower() in (".wav", ".flac")]
+    for path in sorted(paths, key=lambda p: p.name):
         parts = path.stem.split("-")
         if len(parts) > 6 and parts[2] in RAVDESS_MAP:
             out.append((path, f"ravdess{parts[6]}", RAVDESS_MAP[parts[2]]))
     return out
+
+
+def ravdess_training_clips(root: Path) -> list[tuple[Path, str, str]]:
+    """RAVDESS for training: ``root/ravdess_speech`` (every actor) and the
+    clips of ``root/ravdess`` that are not in it (same name stem)."""
+    speech = ravdess_clips(Path(root) / "ravdess_speech")
+    seen = {p.stem for p, _, _ in speech}
+    extra = [c for c in ravdess_clips(Path(root) / "ravdess") if c[0].stem not in seen]
+    return sorted(speech + extra, key=lambda c: c[0].name)
+
+
+def group_folds(groups: np.ndarray, corpus: np.ndarray, folds: int) -> np.ndarray:
+    """Fold index per row: each corpus's people (sorted) cut into ``folds``
+    consecutive blocks (fewer when it has fewer people); fold i holds out the
+    i-th block of every corpus, so no person is in training and validation."""
+    out = np.zeros(len(groups), int)
+    for name in np.unique(corpus):
+        rows = corpus == name
+        people = sorted(set(groups[rows].tolist()))
+        for i, block in enumerate(np.array_split(people, min(folds, len(people)))):
+            out[rows & np.isin(groups, block)] = i
+    return out
+
+
+def balanced_weights(y: np.ndarray, corpus: np.ndarray, per_corpus: bool = True) -> np.ndarray:
+    """Sample weights for a UAR target (EmoDB: 127 anger clips, 46 of disgust):
+    each class of each corpus the same total weight when ``per_corpus`` (so
+    EmoDB's 408 clips weigh as much as RAVDESS's 936), else each class; mean 1."""
+    keys = np.char.add(corpus.astype(str), y.astype(str)) if per_corpus else y.astype(str)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * len(w) / w.sum()
 
 
 def load_audio_16k(path: Path) -> np.ndarray:

@@ -2,24 +2,28 @@
 
 Embeddings come from the project's own run-time path: 16 kHz audio ->
 ``SpeechRecognizer.recognise(transcribe=False)`` (one Whisper tiny.en encoder
-pass over the padded 30 s window) -> ``edge_msa.encoders.voice.embed``'s parts
-(mean+std over the frames covering the audio, prosody, and the mean over those
-plus K padding frames for each K in ``CONTEXT_GRID``). They are cached (config ``cache``)
-so that the model selection reruns in seconds.
+pass over the window sized to the utterance) -> ``edge_msa.encoders.voice.embed``'s
+parts (mean+std over the frames covering the audio, prosody, and the mean over
+those plus K padding frames for each K in ``CONTEXT_GRID``). They are cached
+(config ``cache``) so that the model selection reruns in minutes.
 
-Model selection is leave-one-speaker-out (LOSO) on EmoDB's eight speakers;
-RAVDESS (actor 01) is only ever extra training data. The grid covers the
-inverse regularisation C of a class-balanced logistic regression, with and
-without prosody, with and without RAVDESS, then the context mean's K (0: none);
-with ``holdout_speakers`` the same selection first runs without those speakers
-and the model it picks is scored on them; the chosen setting is then fitted
-on everything and written as one ONNX graph (standardisation folded into the
+Training rows: every RAVDESS speech clip (ravdess_speech/Actor_XX, 18 actors,
+surprise dropped: the main set) and EmoDB (8 speakers, variety), plus four
+augmented views of each training clip. Model selection is grouped
+cross-validation (no person in both training and validation fold): each
+corpus's people cut into ``folds`` blocks, fold i holding out block i of both;
+the score is the mean of RAVDESS's per-actor and EmoDB's per-speaker UAR. The
+grid covers the inverse regularisation C of a class-balanced logistic
+regression, prosody on/off and the context mean's K (0 or 50). With
+``holdout_speakers`` the same selection first runs without those people and
+the model it picks is scored on them; the chosen setting is then fitted on
+everyone and written as one ONNX graph (standardisation folded into the
 weights, softmax on top) plus manifest.json.
 
 Usage:
     nice -n 10 edge-msa train voice --config configs/voice.toml
 
 config (TOML -> :class:`VoiceConfig`), features (embeddings through the
-run-time path, cached), select (LOSO model selection and fit), export (the
+run-time path, cached), select (grouped-CV model selection and fit), export (the
 ONNX graph), run (selection, held-out score, manifest).
 """

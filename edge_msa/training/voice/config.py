@@ -11,18 +11,23 @@ from edge_msa.training.settings import Strict, default_data
 
 class VoiceConfig(Strict):
     kind: Literal["voice"] = "voice"
-    data: str = Field(default_factory=default_data)  # holds emodb/ (and ravdess/)
+    # holds emodb/ and, when present, ravdess_speech/ (Actor_XX/*.flac) and ravdess/
+    data: str = Field(default_factory=default_data)
     out: str = "models/voice"
     cache: str = "/tmp/edge_msa_voice_cache"  # embeddings per clip, reused by later runs
     threads: int = 1
-    # EmoDB speakers kept out of everything (e.g. ["03", "08"]), to measure from outside.
+    # People kept out of everything: EmoDB speakers ("03") or RAVDESS actors ("ravdess15").
     exclude_speakers: list[str] = []
-    # EmoDB speakers scored by a model selected and fitted without them; the
-    # final model still uses every speaker.
+    # People scored by a model selected and fitted without them (the same
+    # names); the final model still uses everyone.
     holdout_speakers: list[str] = []
-    c: float | None = None  # fix C instead of the LOSO grid search
+    # Grouped CV: each corpus's people cut into this many blocks (fold i holds
+    # out block i of both corpora).
+    folds: int = 6
+    # Each class of each corpus the same total weight (else each class overall).
+    balance_corpora: bool = True
+    c: float | None = None  # fix C instead of the grid search
     prosody: bool = False  # with c: add prosody
-    ravdess: bool = False  # with c: train on RAVDESS too
     context: int | None = None  # fix the context K (0: none) instead of choosing
-    nested: bool = True  # the nested LOSO estimate (honest, costs a grid per speaker)
-    augment: bool = True  # speed-perturbed and noisy views of each training clip
+    nested: bool = False  # the nested grouped-CV estimate (C chosen inside each fold; slow)
+    augment: bool = True  # speed-perturbed, noisy and band-limited views of each training clip

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from edge_msa.config import ConfigError
-from edge_msa.data.metrics import classification_metrics
 from edge_msa.data.voice_augment import AUGMENTS
-from edge_msa.data.voice_corpus import RAVDESS_MAP, emodb_files, emodb_label, ravdess_clips
+from edge_msa.data.voice_corpus import (
+    RAVDESS_MAP,
+    emodb_files,
+    emodb_label,
+    ravdess_training_clips,
+)
 from edge_msa.encoders.asr_window import SHIPPED_WINDOW, window_settings
 from edge_msa.encoders.voice import PROSODY_NAMES
 from edge_msa.evaluation.baselines import VOICE_BASE_STD, VOICE_VALENCE
@@ -17,12 +22,83 @@ from edge_msa.training.manifest import write_manifest
 from edge_msa.training.settings import expand
 from edge_msa.training.voice.config import VoiceConfig
 from edge_msa.training.voice.export import ONNX_NAME, check_export, export_onnx
-from edge_msa.training.voice.features import C_GRID, extract, features, log, rows_of
-from edge_msa.training.voice.select import fit, loso, nested_loso, select
+from edge_msa.training.voice.features import (
+    C_GRID,
+    extract,
+    features,
+    log,
+    rows_of,
+    stack_rows,
+)
+from edge_msa.training.voice.select import corpus_scores, fit, grouped_cv, nested_cv, select
 from edge_msa.types import VOICE_EMOTIONS
 
 MODEL_NAME = "edge-msa-voice-whisper-tiny-lr"
-MODEL_VERSION = "0.4.0"
+MODEL_VERSION = "0.5.0"
+HOLDOUT_DIR = "holdout_model"  # under ``cache``: the held-out block's model, for eval voice
+
+
+def _corpora(cfg: VoiceConfig, root: Path, cache: Path, augments) -> SimpleNamespace:
+    """Both corpora's embeddings (and views), labels, people and corpus per row."""
+    try:
+        every = emodb_files(root / "emodb")
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"data: {e}; set `data` in the config (or EDGE_MSA_DATA) to the folder that "
+            "holds emodb/"
+        ) from None
+    ravdess = ravdess_training_clips(root)
+    # Extract every clip once; exclusion is a filter, so the cache serves all runs.
+    data = extract(every, cache / "emodb.npz", cfg.threads)
+    views = [extract(every, cache / f"emodb_{a}.npz", cfg.threads, a) for a in augments]
+    groups = [emodb_label(f)[0] for f in every]
+    labels = [emodb_label(f)[1] for f in every]
+    corpus = ["emodb"] * len(every)
+    if ravdess:
+        files = [p for p, _, _ in ravdess]
+        data = stack_rows(data, extract(files, cache / "ravdess_all.npz", cfg.threads))
+        views = [
+            stack_rows(v, extract(files, cache / f"ravdess_all_{a}.npz", cfg.threads, a))
+            for v, a in zip(views, augments, strict=True)
+        ]
+        groups += [g for _, g, _ in ravdess]
+        labels += [e for _, _, e in ravdess]
+        corpus += ["ravdess"] * len(ravdess)
+    groups, corpus = np.array(groups), np.array(corpus)
+    keep = ~np.isin(groups, list(cfg.exclude_speakers))
+    y = np.array([VOICE_EMOTIONS.index(e) for e in labels])
+    return SimpleNamespace(
+        data=rows_of(data, keep),
+        views=[rows_of(v, keep) for v in views],
+        y=y[keep],
+        groups=groups[keep],
+        corpus=corpus[keep],
+    )
+
+
+def _holdout(d: SimpleNamespace, held: list[str], args, out_dir: Path) -> tuple[dict, object]:
+    """The whole selection without the held-out people, one score on them."""
+    rest = ~np.isin(d.groups, held)
+    sub, sub_views = rows_of(d.data, rest), [rows_of(v, rest) for v in d.views]
+    log(f"selection without {held}")
+    sel = select(sub, d.y[rest], d.groups[rest], d.corpus[rest], args, sub_views)
+    model = fit(sub, d.y[rest], d.corpus[rest], sel, sub_views, args.balance_corpora)
+    x = features(d.data, sel["prosody"], sel["context"])
+    probs = model.predict_proba(x[~rest])
+    scores = corpus_scores(d.y[~rest], probs, d.groups[~rest], d.corpus[~rest])
+    for name, s in scores.items():
+        log(f"held-out {name}: UAR {s['uar_pooled']:.4f} (per person {s['uar_per_speaker']})")
+    holdout = {
+        "speakers": sorted(held),
+        "clips": int((~rest).sum()),
+        "corpora": scores,
+        # Pooled over every held-out clip of both corpora.
+        "uar": float(np.mean([s["uar_pooled"] for s in scores.values()])),
+        "selected": {k: sel[k] for k in ("prosody", "context", "C")},
+        "selection_cv_score": sel["chosen"]["score"],
+        "model": str(out_dir),
+    }
+    return holdout, (model, sel, x)
 
 
 def run(
@@ -36,86 +112,73 @@ def run(
         )
     args = SimpleNamespace(**cfg.model_dump())
     root, out, cache = expand(cfg.data), expand(cfg.out), expand(cfg.cache)
-    excluded = set(cfg.exclude_speakers)
-    try:
-        every = emodb_files(root / "emodb")
-    except FileNotFoundError as e:
-        raise ConfigError(
-            f"data: {e}; set `data` in the config (or EDGE_MSA_DATA) to the folder that "
-            "holds emodb/"
-        ) from None
-    ravdess = [(p, emotion) for p, _, emotion in ravdess_clips(root / "ravdess")]
-    # Extract every speaker once; exclusion is a filter, so the cache serves all runs.
-    all_data = extract(every, cache / "emodb.npz", cfg.threads)
     augments = AUGMENTS if cfg.augment else ()
-    aug_all = [extract(every, cache / f"emodb_{a}.npz", cfg.threads, a) for a in augments]
-    keep = np.array([f.name[:2] not in excluded for f in every])
-    emodb = [f for f, k in zip(every, keep, strict=True) if k]
-    e_data = rows_of(all_data, keep)
-    aug_data = [rows_of(a, keep) for a in aug_all]
-    log(
-        f"EmoDB {len(emodb)} clips (excluded speakers: {sorted(excluded) or 'none'}), "
-        f"RAVDESS {len(ravdess)} clips"
-    )
-    if ravdess:
-        r_data = extract([p for p, _ in ravdess], cache / "ravdess.npz", cfg.threads)
-    else:  # no RAVDESS folder: zero rows of the same widths
-        r_data = rows_of(all_data, np.zeros(len(every), bool))
-    y = np.array([VOICE_EMOTIONS.index(emodb_label(f)[1]) for f in emodb])
-    speakers = np.array([emodb_label(f)[0] for f in emodb])
-    y_r = np.array([VOICE_EMOTIONS.index(e) for _, e in ravdess])
+    d = _corpora(cfg, root, cache, augments)
+    counts = {n: int((d.corpus == n).sum()) for n in ("emodb", "ravdess")}
+    log(f"clips {counts}, people {len(set(d.groups))}, views {list(augments)}")
 
     holdout = None
-    held = set(cfg.holdout_speakers)
-    if held:
-        # The whole selection again without the held-out speakers, then one score on them.
-        rest = ~np.isin(speakers, sorted(held))
-        sub, sub_aug = rows_of(e_data, rest), [rows_of(a, rest) for a in aug_data]
-        log(f"selection without speakers {sorted(held)}")
-        sel_h = select(sub, y[rest], speakers[rest], r_data, y_r, args, sub_aug)
-        model_h = fit(sub, y[rest], r_data, y_r, sel_h, sub_aug)
-        x_h = features(e_data, sel_h["prosody"], sel_h["context"])[~rest]
-        probs_h = model_h.predict_proba(x_h)
-        truth_h = [VOICE_EMOTIONS[i] for i in y[~rest]]
-        m = classification_metrics(truth_h, probs_h)
-        per = {
-            s: classification_metrics(
-                [t for t, w in zip(truth_h, speakers[~rest], strict=True) if w == s],
-                probs_h[speakers[~rest] == s],
-            )["uar"]
-            for s in sorted(held)
-        }
-        holdout = {
-            "speakers": sorted(held),
-            "clips": int((~rest).sum()),
-            "uar": m["uar"],
-            "accuracy": m["accuracy"],
-            "valence_accuracy": m["valence_accuracy"],
-            "uar_per_speaker": per,
-            "selected": {k: sel_h[k] for k in ("prosody", "ravdess", "context", "C")},
-            "selection_loso_uar_mean": sel_h["chosen"]["uar_mean"],
-        }
-        log(f"held-out {sorted(held)}: UAR {m['uar']:.4f} (setting {holdout['selected']})")
+    if cfg.holdout_speakers:
+        held_dir = cache / HOLDOUT_DIR
+        holdout, (model_h, sel_h, x_h) = _holdout(d, list(cfg.holdout_speakers), args, held_dir)
+        rest = ~np.isin(d.groups, list(cfg.holdout_speakers))
+        _export(model_h, x_h[rest], held_dir, sel_h, augments, cfg, command, d, rest,
+                {"holdout": holdout, "note": "trained without metrics.holdout.speakers"})
 
-    sel = select(e_data, y, speakers, r_data, y_r, args, aug_data)
-    use_prosody, use_ravdess, context, c = sel["prosody"], sel["ravdess"], sel["context"], sel["C"]
-    chosen = sel["chosen"]
-
-    x = features(e_data, use_prosody, context)
-    x_r = features(r_data, use_prosody, context)
-    x_aug = [features(a, use_prosody, context) for a in aug_data]
-    extra = (x_r, y_r) if use_ravdess else None
-    nested = nested_loso(x, y, speakers, extra, C_GRID, x_aug) if cfg.nested else None
-    if nested is not None:
-        log(f"nested LOSO UAR {nested:.4f}")
+    sel = select(d.data, d.y, d.groups, d.corpus, args, d.views)
+    p, k, c = sel["prosody"], sel["context"], sel["C"]
+    x = features(d.data, p, k)
+    x_views = [features(v, p, k) for v in d.views]
+    nested = None
+    if cfg.nested:
+        nested = nested_cv(x, d.y, d.groups, d.corpus, (c,) if cfg.c else C_GRID, x_views,
+                           cfg.folds, cfg.balance_corpora)
+        log(f"nested grouped-CV UAR {nested:.4f}")
     # The same setting without the augmented views: what they buy.
-    plain = loso(x, y, speakers, extra, c)["uar_mean"] if augments else None
+    plain = None
+    if augments:
+        plain = grouped_cv(
+            x, d.y, d.groups, d.corpus, (c,), (), cfg.folds, cfg.balance_corpora
+        )[c]["score"]
+        log(f"without augmented views: UAR {plain:.4f}")
+    chosen = sel["chosen"]["corpora"]
+    metrics = {
+        "cv_uar": sel["chosen"]["score"],
+        "cv": {
+            name: {key: s[key] for key in ("uar_mean", "uar_pooled", "accuracy",
+                                           "valence_accuracy", "uar_per_speaker", "recall")}
+            for name, s in chosen.items()
+        },
+        "nested_cv_uar": nested,
+        "cv_uar_without_augment": plain,
+        "variants": sel["variants"],
+        "holdout": holdout,
+    }
+    model = fit(d.data, d.y, d.corpus, sel, d.views, cfg.balance_corpora)
+    summary = _export(model, x, out, sel, augments, cfg, command, d, np.ones(len(d.y), bool),
+                      metrics)
+    return {
+        "out": str(out),
+        "file": ONNX_NAME,
+        "cv_uar": round(sel["chosen"]["score"], 4),
+        **{f"{n}_cv_uar": round(s["uar_mean"], 4) for n, s in chosen.items()},
+        "holdout": None if holdout is None else {
+            n: round(s["uar_pooled"], 4) for n, s in holdout["corpora"].items()
+        },
+        "onnx_max_abs_prob_diff": summary,
+    }
 
-    model = fit(e_data, y, r_data, y_r, sel, aug_data)
+
+def _export(model, x, out: Path, sel, augments, cfg, command, d, rows, metrics) -> float:
+    """The ONNX graph and manifest.json for ``model``, fitted on ``rows`` of ``d``."""
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(model, x.shape[1], out / ONNX_NAME)
     err = check_export(model, x, out / ONNX_NAME)
-    log(f"ONNX vs scikit-learn max |dprob| {err:.2e}")
+    log(f"{out}: ONNX vs scikit-learn max |dprob| {err:.2e}")
+    p, k = sel["prosody"], sel["context"]
+
+    def people(name: str) -> list[str]:
+        return sorted(set(d.groups[rows & (d.corpus == name)].tolist()))
 
     manifest = {
         "name": MODEL_NAME,
@@ -126,13 +189,14 @@ def run(
         "classes": list(VOICE_EMOTIONS),
         "data": {
             "emodb": {
-                "clips": len(emodb),
-                "speakers": sorted(set(speakers.tolist())),
-                "excluded_speakers": sorted(excluded),
+                "clips": int((rows & (d.corpus == "emodb")).sum()),
+                "speakers": people("emodb"),
+                "excluded_speakers": sorted(cfg.exclude_speakers),
             },
             "ravdess": {
-                "clips": len(ravdess),
-                "used": use_ravdess,
+                "clips": int((rows & (d.corpus == "ravdess")).sum()),
+                "folders": ["ravdess_speech (Actor_XX/*.flac)", "ravdess (flat, not in it)"],
+                "actors": people("ravdess"),
                 "map": RAVDESS_MAP,
                 "dropped": "08 surprised (no EmoDB class)",
             },
@@ -144,42 +208,37 @@ def run(
             "window sized to the utterance, one pass shared with the decoder",
             "asr_window": window_settings(SHIPPED_WINDOW),
             "pooling": "mean+std over the frames covering the audio"
-            + (f"; mean over those and the next {context} padding frames" if context else ""),
-            "context_frames": context,
+            + (f"; mean over those and the next {k} padding frames" if k else ""),
+            "context_frames": k,
             "augment": list(augments),
-            "prosody": use_prosody,
-            "prosody_features": list(PROSODY_NAMES) if use_prosody else [],
+            "prosody": p,
+            "prosody_features": list(PROSODY_NAMES) if p else [],
             "embedding_dim": int(x.shape[1]),
-            "head": "StandardScaler + LogisticRegression(class_weight=balanced), folded",
-            "C": c,
+            "head": "StandardScaler + LogisticRegression, folded; sample weights balance "
+            + ("each class of each corpus" if cfg.balance_corpora else "each class"),
+            "C": sel["C"],
             "valence": VOICE_VALENCE,  # for the v0 baseline (evaluation/baselines.py)
             "base_std": VOICE_BASE_STD,
         },
-        "metrics": {
-            "loso_uar_mean": chosen["uar_mean"],
-            "loso_uar_per_speaker": chosen["uar_per_speaker"],
-            "loso_uar_pooled": chosen["uar_pooled"],
-            "loso_accuracy": chosen["accuracy"],
-            "loso_valence_accuracy": chosen["valence_accuracy"],
-            "nested_loso_uar_mean": nested,
-            "loso_uar_mean_without_augment": plain,
-            "variants_loso_uar_mean": sel["variants"],
-            "holdout": holdout,
-            "onnx_max_abs_prob_diff": err,
-        },
+        "metrics": {**metrics, "onnx_max_abs_prob_diff": err},
         "notes": [
-            "EmoDB is acted German speech from 10 actors (8 here); RAVDESS actor 01 is acted "
-            "English. Spontaneous speech, other languages and microphones will score lower.",
-            "C, prosody and RAVDESS were chosen on the same LOSO folds that report loso_uar_*; "
-            "nested_loso_uar_mean chooses C inside each training fold and is the honest estimate.",
-            "The shipped head is fitted on every listed speaker: evaluating it on those "
-            "speakers is a sanity check, not a measurement.",
+            "RAVDESS (acted English, 18 actors, surprise dropped) is the main training set; "
+            "EmoDB (acted German, 8 speakers) adds variety. Spontaneous speech, other "
+            "languages and microphones will score lower.",
+            f"Grouped CV: each corpus's people in {cfg.folds} consecutive blocks, fold i "
+            "holding out block i of both, so no person is in training and validation; "
+            "cv_uar is the mean of RAVDESS's per-actor and EmoDB's per-speaker UAR means. "
+            "C, prosody and context were chosen on these folds; nested_cv_uar (when run) "
+            "chooses C inside each training fold.",
+            "holdout: the same selection and fit without those people, scored once on them "
+            "(uar_pooled per corpus); its model is written to cache/holdout_model.",
+            "The shipped head is fitted on everyone listed: evaluating it on those "
+            "people is a sanity check, not a measurement.",
             "valence is the expected per-class valence (MOSI scale); valence_std is "
             "sqrt(class variance + base_std^2).",
-            "holdout: the same selection and fit without those speakers, scored once on them.",
-            "augment: every training clip also in three views (0.9x and 1.1x speed, white "
-            "noise at 15 dB SNR; edge_msa/data/voice_augment.py); scores are always on the "
-            "original clips of speakers left out of the fit.",
+            "augment: every training clip also in four views (0.9x and 1.1x speed, white "
+            "noise at 15 dB SNR, 300-3400 Hz band at -10 dB; edge_msa/data/voice_augment.py); "
+            "scores are always on the original clips of people left out of the fit.",
             "The encoder window is the smallest of asr_window.sizes_s holding the audio plus "
             "its margin, so at least margin_s of padding follows the audio at any length: "
             "context_frames (at most 50, 1 s) always lie in the window.",
@@ -187,10 +246,4 @@ def run(
     }
     write_manifest(out, manifest, [ONNX_NAME])
     log(f"wrote {out}")
-    return {
-        "out": str(out),
-        "file": ONNX_NAME,
-        "loso_uar_mean": round(chosen["uar_mean"], 4),
-        "nested_loso_uar_mean": None if nested is None else round(nested, 4),
-        "holdout_uar": None if holdout is None else round(holdout["uar"], 4),
-    }
+    return err
