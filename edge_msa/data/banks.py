@@ -96,6 +96,11 @@ def _voice_clips(data: Path) -> list[tuple[Path, str, str]]:
     return clips + ravdess_training_clips(data)
 
 
+def voice_clip_names(data: Path) -> list[str]:
+    """The voice bank's clip file names in its order (for a bank saved without them)."""
+    return [p.name for p, _, _ in _voice_clips(data)]
+
+
 def voice_bank(data: Path) -> dict[str, np.ndarray]:
     """``probs`` (N, 7) from folds without the clip's speaker and ``emotions`` (N,)
     str, with the shipped head's recipe (its C, augmented views and grouped
@@ -130,7 +135,11 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     y = np.array([VOICE_EMOTIONS.index(c[2]) for c in clips])
     per_corpus = bool(manifest.get("config", {}).get("balance_corpora", False))
     probs = _grouped_probs(emb, y, speakers, float(settings["C"]), folds, per_corpus)
-    out = {"probs": probs.astype(np.float32), "emotions": np.array([c[2] for c in clips])}
+    out = {
+        "probs": probs.astype(np.float32),
+        "emotions": np.array([c[2] for c in clips]),
+        "names": np.array([c[0].name for c in clips]),  # the real voices match by file name
+    }
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out

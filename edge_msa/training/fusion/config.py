@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_msa.training.settings import Strict as _Strict
 from edge_msa.training.settings import default_data, load
@@ -15,6 +15,45 @@ class SplitSpec(_Strict):
     labels: str  # relative to data.root
     split: str
     limit: int | None = None
+
+
+class RealVoicesConfig(_Strict):
+    """RAVDESS speech clips heard through the runtime's audio path
+    (:mod:`edge_msa.data.voices`, :mod:`edge_msa.training.fusion.voices`): the
+    fusion learns to follow the voice when the words carry no sentiment."""
+
+    ravdess: str = "ravdess_speech"  # relative to data.root: Actor_XX/*.flac
+    cache: str | None = None  # default ~/.cache/edge-msa/voices
+    # Validation actors (checkpoint selection only, never a test); the rest train.
+    valid_actors: list[str] = ["15", "16", "17", "18"]
+    # Valence target per RAVDESS emotion word on the MOSI scale [-3, 3]; an
+    # emotion not listed (surprised: either valence) is left out. Why 1.5:
+    # docs/models.md (fusion) and edge_msa/training/fusion/voices.py.
+    valence: dict[str, float] = {
+        "happy": 1.5,
+        "neutral": 0.0,
+        "calm": 0.0,
+        "sad": -1.5,
+        "angry": -1.5,
+        "fearful": -1.5,
+        "disgust": -1.5,
+    }
+    # The text beside each clip row, drawn per use: the clip's own ASR
+    # transcript, another neutral training sentence, or none.
+    p_own_text: float = Field(0.4, ge=0.0, le=1.0)
+    p_neutral_text: float = Field(0.4, ge=0.0, le=1.0)
+    p_no_text: float = Field(0.2, ge=0.0, le=1.0)
+    neutral_below: float = Field(0.5, gt=0.0)  # |label| below this: a neutral sentence
+    repeats: int = Field(1, ge=1)  # each (balanced) clip row this many times per epoch
+    balance: bool = True  # negative, neutral, positive clips the same weight
+    valid_weight: float = Field(1.0, ge=0.0)  # each RAVDESS validation case in the score
+
+    @model_validator(mode="after")
+    def _text_mix(self) -> RealVoicesConfig:
+        total = self.p_own_text + self.p_neutral_text + self.p_no_text
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"p_own_text + p_neutral_text + p_no_text must be 1, got {total}")
+        return self
 
 
 class DataConfig(_Strict):
@@ -38,6 +77,8 @@ class DataConfig(_Strict):
     text_folds: list[str] = []
     disagree: float = Field(0.2, ge=0.0, le=1.0)
     mmsa_file: str | None = None  # source = "mmsa": an MMSA feature pickle
+    # Real voices (RAVDESS) beside the joint corpus; absent: off.
+    real_voices: RealVoicesConfig | None = None
 
 
 class ModelConfig(_Strict):

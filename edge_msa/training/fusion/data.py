@@ -44,10 +44,16 @@ def corpus_data(cfg: TrainConfig):
         f"{Path(s.labels).parent.name}_{s.split}": (sentences(s, cfg.seed), w_valid)
         for s in cfg.data.valid
     }
+    real = None
+    if cfg.data.real_voices is not None:
+        from edge_msa.training.fusion.voices import load_real_voices
+
+        # The shipped text model scores the clips' sentences: no text model saw them.
+        real = load_real_voices(cfg, texts)
     texts.save()
     if folded is not texts:
         folded.save()
-    return (train, w_train), valid
+    return (train, w_train), valid, real
 
 
 def check_corpus_files(cfg: TrainConfig) -> None:
@@ -60,6 +66,8 @@ def check_corpus_files(cfg: TrainConfig) -> None:
     wanted += [(f"data.valid[{i}].labels", s.labels) for i, s in enumerate(cfg.data.valid)]
     wanted += [("data.faces_train", cfg.data.faces_train)]
     wanted += [("data.faces_valid", cfg.data.faces_valid), ("data.root (voice bank)", "emodb")]
+    if cfg.data.real_voices is not None:
+        wanted += [("data.real_voices.ravdess", cfg.data.real_voices.ravdess)]
     for key, rel in wanted:
         if not (root / rel).exists():
             raise ConfigError(
@@ -124,13 +132,48 @@ def training_data(cfg: TrainConfig):
         from edge_msa.training.fusion.mmsa import mmsa_data
 
         return mmsa_data(cfg)
-    (s_train, w_train), valid = corpus_data(cfg)
+    (s_train, w_train), valid, real = corpus_data(cfg)
     valid_feeds = {name: validation_feeds(s, w, cfg, cfg.seed) for name, (s, w) in valid.items()}
+    if real is None:
+
+        def batcher(rows, rng):
+            return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
+
+        batcher.speech = s_train.speech >= 0
+        return batcher, valid_feeds, {}
+    from edge_msa.training.fusion.voices import RAVDESS_FEED
+    from edge_msa.training.fusion.voices import valid_feeds as real_feeds
+
+    v_train, v_valid = real
+    if len(v_valid):
+        valid_feeds[RAVDESS_FEED] = real_feeds(v_valid)
+    return mixed_batcher(s_train, w_train, v_train, cfg), valid_feeds, {}
+
+
+def mixed_batcher(s_train, w_train, v_train, cfg: TrainConfig):
+    """A batcher over the sentences (rows 0..N-1) and the real-voice clip rows
+    after them (each clip repeated as :func:`balanced_repeats` says): all
+    clip rows are spoken."""
+    from edge_msa.fusion.features import batch
+    from edge_msa.training.fusion.flows import corpus_inputs
+    from edge_msa.training.fusion.voices import balanced_repeats, clip_inputs, neutral_pool
+
+    rv = cfg.data.real_voices
+    assert rv is not None
+    clip_of = balanced_repeats(v_train, rv)
+    pool = neutral_pool(s_train, rv.neutral_below)
+    n = len(s_train)
 
     def batcher(rows, rng):
-        return corpus_flows(s_train, w_train, rows, rng, cfg, train=True)
+        sent, clips = rows[rows < n], clip_of[rows[rows >= n] - n]
+        teacher, student = corpus_inputs(s_train, w_train, sent, rng, cfg, train=True)
+        for k in clips:
+            t, s, _ = clip_inputs(v_train, int(k), s_train, pool, rng, cfg, rv)
+            teacher.append(t)
+            student.append(s)
+        y = np.concatenate([s_train.labels[sent], v_train.labels[clips]]).astype(np.float32)
+        speech = np.concatenate([s_train.speech[sent] >= 0, np.ones(len(clips), bool)])
+        return batch(teacher), batch(student), y, speech
 
-    batcher.speech = s_train.speech >= 0
-    return batcher, valid_feeds, {}
-
-
+    batcher.speech = np.concatenate([s_train.speech >= 0, np.ones(len(clip_of), bool)])
+    return batcher

@@ -21,6 +21,12 @@ def _drop_frames(x: np.ndarray | None, rate: float, rng: np.random.Generator):
 
 def corpus_flows(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, train: bool):
     """Feeds for flow 1 and flow 2, labels and which rows have speech."""
+    teacher, student = corpus_inputs(S, W, rows, rng, cfg, train)
+    return batch(teacher), batch(student), S.labels[rows], S.speech[rows] >= 0
+
+
+def corpus_inputs(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, train: bool):
+    """Flow 1 and flow 2 inputs (unbatched) of the sentences ``rows``."""
     teacher, student = [], []
     for i in rows:
         y, k = float(S.labels[i]), int(S.speech[i])
@@ -53,7 +59,7 @@ def corpus_flows(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainCon
             FusionInputs(text=asr, simulated=asr is not None, audio=audio, voice=voice,
                          vision=vision)
         )
-    return batch(teacher), batch(student), S.labels[rows], S.speech[rows] >= 0
+    return teacher, student
 
 
 def _trim(feed: dict) -> dict:

@@ -87,6 +87,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
 
     from edge_msa.data.metrics import regression_metrics
     from edge_msa.training.fusion.net import build, parameter_count
+    from edge_msa.training.fusion.voices import RAVDESS_FEED
 
     torch.set_num_threads(cfg.threads)
     seed_all(cfg.seed)
@@ -117,12 +118,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
             step += 1
         metrics = {
             name: {
-                mode: _val_metrics(predict(model, feed), y, regression_metrics, feed["present"])
+                mode: _val_metrics(
+                    predict(model, feed),
+                    y,
+                    regression_metrics,
+                    feed["present"],
+                    valence=name == RAVDESS_FEED,
+                )
                 for mode, (feed, y) in feeds.items()
             }
             for name, feeds in valid_feeds.items()
         }
-        score = float(np.mean([m["mae"] for v in metrics.values() for m in v.values()]))
+        score = combined_score(metrics, cfg)
         history.append(
             {
                 "epoch": epoch + 1,
@@ -135,10 +142,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
         with (out / "log.jsonl").open("a") as f:
             f.write(json.dumps(history[-1]) + "\n")
         log.info(
-            "epoch %d loss %.3f valid mean MAE %.4f%s",
+            "epoch %d loss %.3f valid mean MAE %.4f%s%s",
             epoch + 1,
             history[-1]["loss"],
             score,
+            _real_voice_line(metrics),
             " (best)" if score < best else "",
         )
         if score < best:
@@ -223,8 +231,40 @@ def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> li
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _val_metrics(pred: dict, y: np.ndarray, regression_metrics, present: np.ndarray) -> dict:
+def combined_score(metrics: dict, cfg: TrainConfig) -> float:
+    """The selection score: the validation MAE averaged over every (set, case),
+    each case of the held-out RAVDESS actors weighted ``real_voices.valid_weight``."""
+    from edge_msa.training.fusion.voices import RAVDESS_FEED
+
+    rv = cfg.data.real_voices
+    maes, weights = [], []
+    for name, cases in metrics.items():
+        w = rv.valid_weight if rv is not None and name == RAVDESS_FEED else 1.0
+        for m in cases.values():
+            maes.append(m["mae"])
+            weights.append(w)
+    return float(np.average(maes, weights=weights))
+
+
+def _real_voice_line(metrics: dict) -> str:
+    from edge_msa.training.fusion.voices import RAVDESS_FEED
+
+    cases = metrics.get(RAVDESS_FEED, {})
+    return "".join(
+        f"; RAVDESS {mode} MAE {m['mae']:.3f} bacc3 {m['bacc_3class']:.3f}"
+        f" pos/neg {m.get('bacc_pos_neg', float('nan')):.3f}"
+        for mode, m in cases.items()
+    )
+
+
+def _val_metrics(
+    pred: dict, y: np.ndarray, regression_metrics, present: np.ndarray, valence: bool = False
+) -> dict:
+    from edge_msa.training.fusion.voices import valence_metrics
+
     m = regression_metrics(pred["mean"], y)
+    if valence:  # acted emotions: the balanced accuracies the issue's targets name
+        m.update(valence_metrics(pred["mean"], y))
     std = np.exp(0.5 * pred["log_var"])
     err = np.abs(pred["mean"] - y)
     m["coverage_1sigma"] = float(np.mean(err <= std))
