@@ -174,3 +174,21 @@ def test_real_voice_validation_and_selection_score():
     with pytest.raises(ValueError, match="must be 1"):
         RealVoicesConfig(p_own_text=0.5, p_neutral_text=0.5, p_no_text=0.5)
     assert TrainConfig().data.real_voices is None  # off unless a config turns it on
+
+
+def test_ravdess_speech_names_parse_on_the_real_data():
+    from pathlib import Path
+
+    from edge_msa.data.voices import ravdess_speech_clips
+    from edge_msa.training.settings import default_data
+
+    folder = Path(default_data()) / "ravdess_speech"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (set EDGE_MSA_DATA to the data sets folder)")
+    clips = ravdess_speech_clips(folder)
+    assert len(clips) == 1080 and len({c.actor for c in clips}) == 18
+    assert sum(c.emotion == "surprised" for c in clips) == 18 * 8
+    assert {c.statement for c in clips} == {
+        "Kids are talking by the door",
+        "Dogs are sitting by the door",
+    }

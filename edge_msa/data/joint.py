@@ -20,6 +20,10 @@ MOSI/MOSEI label file):
   FER2013 face whose expression matches the polarity (FER Training faces for
   training, PublicTest faces for validation and evaluation).
 
+With ``[data.real_voices]`` the fusion training adds RAVDESS clips (real
+voices on neutral words, a valence target from the acted emotion) beside these
+sentences: :mod:`edge_msa.training.fusion.voices` says how.
+
 Polarity: positive for labels >= 0.5, negative for <= -0.5, else neutral.
 With probability ``disagree`` (default 0.2) the face, and independently the
 voice, come from a polarity drawn at random instead, so that the model learns

@@ -187,6 +187,12 @@ def run(
             "data": cfg.data.model_dump(),
             "corpus": "joint corpus, see edge_msa/data/joint.py: an approximation of real "
             "multimodal data (text, audio, faces and voices from different sources)"
+            + (
+                "; real voices: RAVDESS clips on neutral words, valence from the acted "
+                "emotion, see edge_msa/training/fusion/voices.py"
+                if cfg.data.real_voices is not None
+                else ""
+            )
             if cfg.data.source == "corpus"
             else f"MMSA features {cfg.data.mmsa_file}",
             "command": command,
