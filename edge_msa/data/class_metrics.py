@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge_msa.data.metrics import _weighted_f1
+from edge_msa.data.metrics import weighted_f1
 
 POLARITIES = ("negative", "neutral", "positive")
 
@@ -42,7 +42,7 @@ def three_class(truth: Sequence[str], pred: Sequence[str]) -> dict[str, object]:
     t, p = np.asarray(truth), np.asarray(pred)
     return {
         "acc_3class": float(np.mean(t == p)),
-        "f1_3class": _weighted_f1(t, p),
+        "f1_3class": weighted_f1(t, p),
         "balanced_acc_3class": balanced_accuracy(truth, pred),
         "confusion_3class": confusion(truth, pred, POLARITIES),
     }

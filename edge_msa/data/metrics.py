@@ -22,7 +22,7 @@ def _multiclass_acc(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.round(pred) == np.round(truth)) / float(len(truth)))
 
 
-def _weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
+def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
     """sklearn's ``f1_score(truth, pred, average="weighted")`` for labels.
 
     Classes are those present in either array; weights are the support of
@@ -70,7 +70,7 @@ def regression_metrics(pred: ArrayLike, truth: ArrayLike) -> dict[str, float]:
         "corr": _pearson(p, t),
         "acc2": float(np.mean(nz_pred == nz_truth)) if nz_truth.size else 0.0,
         "acc2_has0": float(np.mean((p >= 0) == (t >= 0))),
-        "f1": _weighted_f1(nz_truth, nz_pred),
+        "f1": weighted_f1(nz_truth, nz_pred),
         "acc5": _multiclass_acc(np.clip(p, -2.0, 2.0), np.clip(t, -2.0, 2.0)),
         "acc7": _multiclass_acc(np.clip(p, -3.0, 3.0), np.clip(t, -3.0, 3.0)),
     }

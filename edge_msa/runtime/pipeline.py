@@ -74,7 +74,7 @@ class Pipeline:
         cfg: Config,
         sources: list[Source],
         segmenter,
-        analyzer: Analyzer,
+        analyzer: Analyzer | None,
         outbox: Outbox | None,
         sinks: list[JsonlSink],
         model_name: str,
