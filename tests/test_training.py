@@ -44,7 +44,8 @@ def _one_line_error(res: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def _text_data(root: Path) -> None:
-    """MOSI- and MOSEI-style label files, and a spoken corpus of their train and dev rows."""
+    """MOSI- and MOSEI-style label files, MELD's train and dev CSVs, and a spoken
+    corpus of the MOSI and MOSEI train and dev rows."""
     rows = [(t, 2.0 + 0.2 * i) for i, t in enumerate(POSITIVE)]
     rows += [(t, -2.0 - 0.2 * i) for i, t in enumerate(NEGATIVE)]
     (root / "mosi").mkdir(parents=True)
@@ -59,6 +60,14 @@ def _text_data(root: Path) -> None:
     ]
     (root / "mosi" / "label.csv").write_text("\n".join(mosi) + "\n")
     (root / "mosei" / "label.csv").write_text("\n".join(mosei) + "\n")
+    (root / "meld").mkdir()
+    meld = [(t, "positive", "joy") for t in POSITIVE] + [(t, "negative", "anger") for t in NEGATIVE]
+    meld += [("okay, i’ll be right there", "neutral", "neutral")]
+    for split in ("train", "dev"):
+        lines = ["Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID"] + [
+            f'{i + 1},"{t}",Joey,{e},{s},{i // 2},{i % 2}' for i, (t, s, e) in enumerate(meld)
+        ]
+        (root / "meld" / f"{split}_sent_emo.csv").write_text("\n".join(lines) + "\n")
     for name, split in (("mosei", "train"), ("mosi", "train"), ("mosi", "dev")):
         folder = root / "spoken" / name / split
         folder.mkdir(parents=True)
@@ -93,6 +102,13 @@ def test_train_text_runs_both_stages_and_describes_the_model(tmp_path):
     assert manifest["data"]["mosi_train_asr"]["rows"] == 5
     assert manifest["metrics"]["int8_onnx"]["mosi_dev_asr"]["n"] == 5
     assert "mosi_dev_asr" in manifest["calibration"]
+    # MELD joined the training (its classes as scores) and the selection, measured
+    # by the published polarity's 3-class F1; its nominal scores get no coverage.
+    assert manifest["data"]["meld_train"]["rows"] == 7
+    meld_dev = manifest["metrics"]["int8_onnx"]["meld_dev"]
+    assert 0 <= meld_dev["f1_3class"] <= 1 and sum(map(sum, meld_dev["confusion_3class"])) == 7
+    assert "meld_dev" not in manifest["calibration"]
+    assert all("selection_error" in h for h in manifest["training"]["history"])
     # --export-only exports the last stage's checkpoint again, without training.
     again = cli("train", "text", "--config", "configs/text-smoke.toml", "--export-only",
                 *(a for k, v in (("data", tmp_path / "data"), ("out", out),

@@ -15,9 +15,11 @@ from pathlib import Path
 MOSI_COLUMNS = ("id", "text", "label", "mode")
 MOSEI_COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
 MELD_COLUMNS = ("Utterance", "Sentiment")
-# MELD's classes as nominal scores: only their sign is meaningful (the 3-class
-# measures compare ``sentiment`` with the published polarity).
-MELD_SCORES = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+# MELD's classes as scores. The 3-class measures compare ``sentiment`` with the
+# published polarity; training (text and fusion) learns these values with L1,
+# so a prediction lands on the side of the neutral band (0.5) where the median
+# class is; 1.5 is also the RAVDESS valence the fusion learns.
+MELD_SCORES = {"negative": -1.5, "neutral": 0.0, "positive": 1.5}
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,19 @@ def _meld_rows(path: Path, reader: csv.DictReader) -> list[LabelRow]:
         if sentiment not in MELD_SCORES:
             raise ValueError(f"{path} line {i + 2}: Sentiment {row['Sentiment']!r} is not "
                              "negative, neutral or positive")
-        key = f"dia{row.get('Dialogue_ID', '')}_utt{row.get('Utterance_ID', i)}"
-        rows.append(LabelRow(key, row["Utterance"], MELD_SCORES[sentiment], split, sentiment))
+        score = MELD_SCORES[sentiment]
+        rows.append(LabelRow(meld_id(row, i), row["Utterance"], score, split, sentiment))
     return rows
+
+
+def meld_id(row: dict[str, str], i: int) -> str:
+    """``meld0000012_3``: dialogue 12, utterance 3. The first 11 characters name
+    the dialogue, as a YouTube id names a MOSI video, so cross-fitting folds
+    (:mod:`edge_msa.data.folds`) keep a dialogue together."""
+    dialogue = row.get("Dialogue_ID") or ""
+    if not dialogue.isdigit():
+        return f"meld_row{i:06d}"
+    return f"meld{int(dialogue):07d}_{row.get('Utterance_ID', i)}"
 
 
 def split_names(path: str | Path) -> list[str]:

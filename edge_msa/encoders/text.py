@@ -26,11 +26,16 @@ def default_model_dir() -> Path:
     return models_subdir("text")
 
 
+# Typographic punctuation (MELD's subtitles) as the plain ASCII that ASR writes.
+_PLAIN = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"',
+                        "\u2026": "...", "\u2014": " - ", "\u2013": " - "})
+
+
 def normalise_text(text: str) -> str:
     # The one normalisation: the text training imports it (edge_msa.training.text.data).
     # MOSI training text is lower-case and ASR output arrives in any case, so case
     # carries no signal here.
-    return " ".join(text.lower().split())
+    return " ".join(text.translate(_PLAIN).lower().split())
 
 
 

@@ -48,6 +48,11 @@ class TextConfig(Strict):
     # A cross-fitting model (edge_msa.data.folds): train without the videos of
     # fold K of N, for the fusion training's text features.
     fold: str | None = None
+    # MELD train (conversation) joins the training set, its sentiment as a score
+    # (edge_msa.data.labels.MELD_SCORES); MELD dev joins the selection.
+    meld: bool = False
+    # Auxiliary cross-entropy heads on MELD's sentiment and emotion (weight each).
+    meld_heads: float = Field(0.0, ge=0.0)
     stages: list[TextStage] = Field(default_factory=lambda: [TextStage()], min_length=1)
 
     @field_validator("fold")
@@ -92,6 +97,8 @@ class TextConfig(Strict):
                     threads=self.threads,
                     limit=self.limit,
                     fold=parse_fold(self.fold) if self.fold else None,
+                    meld=self.meld,
+                    meld_heads=self.meld_heads,
                 )
             )
         return out

@@ -7,6 +7,7 @@ so training and serving cannot disagree.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,11 @@ import torch
 
 from edge_msa.config import ConfigError
 from edge_msa.data.folds import fold_of
-from edge_msa.data.labels import LabelRow, read_labels
+from edge_msa.data.labels import MELD_SCORES, LabelRow, meld_id, read_labels
 from edge_msa.encoders.text import PAD_ID, normalise_text
+
+MELD_SENTIMENTS = ("negative", "neutral", "positive")
+MELD_EMOTIONS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
 
 
 @dataclass
@@ -29,6 +33,30 @@ class Split:
     texts: list[str]
     labels: np.ndarray
     ids: list[list[int]]
+    # MELD rows: the 3-class sentiment and the emotion (indices into MELD_SENTIMENTS
+    # and MELD_EMOTIONS), -1 for rows with a score label.
+    sentiment: np.ndarray | None = None
+    emotion: np.ndarray | None = None
+
+    @property
+    def is_3class(self) -> bool:
+        return self.sentiment is not None and bool(np.all(self.sentiment >= 0))
+
+    def extend(self, other: Split) -> None:
+        n, m = len(self.ids), len(other.ids)
+        self.sentiment = _join(self.sentiment, other.sentiment, n, m)
+        self.emotion = _join(self.emotion, other.emotion, n, m)
+        self.texts = self.texts + other.texts
+        self.labels = np.concatenate([self.labels, other.labels])
+        self.ids = self.ids + other.ids
+
+
+def _join(a: np.ndarray | None, b: np.ndarray | None, n: int, m: int) -> np.ndarray | None:
+    if a is None and b is None:
+        return None
+    a = np.full(n, -1, np.int64) if a is None else a
+    b = np.full(m, -1, np.int64) if b is None else b
+    return np.concatenate([a, b])
 
 
 def load_split(data: Path, rel: str, split: str, limit: int | None) -> tuple[list[LabelRow], str]:
@@ -109,32 +137,47 @@ def load_data(args: SimpleNamespace, tok) -> tuple[Split, list[Split], dict]:
         if split == "train":
             rows = [r for r in rows if keep_row(args, r.id)]
         splits[name] = build_split(name, rows, rel, split, tok)
-    a, b = splits["mosei_train"], splits["mosi_train"]
-    train = Split(
-        name="train",
-        file="mosei/label.csv+mosi/label.csv",
-        split="train",
-        texts=a.texts + b.texts,
-        labels=np.concatenate([a.labels, b.labels]),
-        ids=a.ids + b.ids,
-    )
+    if args.meld:
+        splits["meld_train"] = meld_split(args, "train", tok)
+        splits["meld_dev"] = meld_split(args, "dev", tok)
+    train = Split("train", "", "train", [], np.zeros(0, np.float32), [])
+    for name in ("mosei_train", "mosi_train", "meld_train"):
+        if name in splits:
+            train.extend(splits[name])
+    train.file = "+".join(splits[n].file for n in splits if n.endswith("_train"))
     info = {
         name: {"file": s.file, "split": s.split, "rows": len(s.ids)} for name, s in splits.items()
     }
-    devs = [splits["mosi_dev"], splits["mosei_valid"]]
+    devs = [splits[n] for n in ("mosi_dev", "mosei_valid", "meld_dev") if n in splits]
     if args.asr_corpus:
         heard = [
             asr_split(args.asr_corpus, f"{n}_asr", rel, sp, tok, args) for n, rel, sp in specs[:3]
         ]
         for part in heard[:2]:
-            train.texts += part.texts
-            train.labels = np.concatenate([train.labels, part.labels])
-            train.ids += part.ids
+            train.extend(part)
         devs.append(heard[2])
         info.update({s.name: {"folder": s.file, "rows": len(s.ids)} for s in heard})
     truncated = sum(len(s) >= args.max_len for s in train.ids)
     info["train_rows_truncated_to_max_len"] = truncated
     return train, devs, info
+
+
+def meld_split(args: SimpleNamespace, split: str, tok) -> Split:
+    """MELD's utterances, their sentiment as a score (``MELD_SCORES``) and as a
+    class, and their emotion. A fold model leaves out whole dialogues (``meld_id``)."""
+    rel = f"meld/{split}_sent_emo.csv"
+    path = args.data / rel
+    if not path.is_file():
+        raise ConfigError(f"meld: {path} not found; set meld = false or point `data` at it")
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[: args.limit]
+    rows = [r for i, r in enumerate(rows) if split != "train" or keep_row(args, meld_id(r, i))]
+    sentiment = np.array([MELD_SENTIMENTS.index(r["Sentiment"]) for r in rows], np.int64)
+    emotion = np.array([MELD_EMOTIONS.index(r["Emotion"]) for r in rows], np.int64)
+    texts = [normalise_text(r["Utterance"]) for r in rows]
+    labels = np.array([MELD_SCORES[r["Sentiment"]] for r in rows], np.float32)
+    ids = [e.ids for e in tok.encode_batch(texts)]
+    return Split(f"meld_{split}", rel, split, texts, labels, ids, sentiment, emotion)
 
 
 def keep_row(args: SimpleNamespace, row_id: str) -> bool:

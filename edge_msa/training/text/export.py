@@ -12,10 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from edge_msa.data.metrics import regression_metrics
 from edge_msa.training.manifest import rounded
 from edge_msa.training.text.data import Split, length_sorted_batches, pad_batch
-from edge_msa.training.text.fit import log, predict_torch
+from edge_msa.training.text.fit import log, predict_torch, split_metrics
 from edge_msa.training.text.model import ExportWrapper, TextSentimentModel
 
 ONNX_NAME = "text_sentiment.int8.onnx"
@@ -72,7 +71,7 @@ def batch1_metrics(path: Path, devs: list[Split]) -> dict:
     # shifts outputs slightly; batch 1 is what streaming inference sees.
     sess = ort_session(path)
     return {
-        d.name: regression_metrics(predict_onnx(sess, d, batch=1)["mean"], d.labels) for d in devs
+        d.name: split_metrics(predict_onnx(sess, d, batch=1)["mean"], d) for d in devs
     }
 
 
@@ -130,8 +129,7 @@ def export_and_measure(
         sess = ort_session(path, threads=1)
         preds[name] = [predict_onnx(sess, d) for d in devs]
         results[name] = {
-            d.name: regression_metrics(p["mean"], d.labels)
-            for p, d in zip(preds[name], devs, strict=True)
+            d.name: split_metrics(p["mean"], d) for p, d in zip(preds[name], devs, strict=True)
         }
         results[name]["ms_per_sentence_b1_t1"] = ms_per_sentence(sess, devs[0])
         results[name]["size_mb"] = path.stat().st_size / 1e6

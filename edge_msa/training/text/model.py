@@ -17,13 +17,22 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class TextSentimentModel(nn.Module):
     """Encoder + mean pooling + mean head + log-variance head."""
 
-    def __init__(self, encoder: nn.Module, dim: int = 384, var_hidden: int = 64) -> None:
+    def __init__(
+        self, encoder: nn.Module, dim: int = 384, var_hidden: int = 64, class_heads: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(0.1)
         self.mean_head = nn.Linear(dim, 1)
         self.var_head = nn.Sequential(
             nn.Linear(dim, var_hidden), nn.GELU(), nn.Linear(var_hidden, 1)
+        )
+        # Training-only auxiliary heads on MELD's 3 sentiments and 7 emotions;
+        # the exported graph does not read them.
+        self.class_heads = (
+            nn.ModuleDict({"sentiment": nn.Linear(dim, 3), "emotion": nn.Linear(dim, 7)})
+            if class_heads
+            else None
         )
 
     def freeze_bottom(self, n_layers: int) -> None:

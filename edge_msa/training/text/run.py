@@ -54,7 +54,7 @@ def train_or_resume(
 
             raise ConfigError(f"work: {ckpt} not found; train first (without --export-only)")
         state = torch.load(ckpt, weights_only=False)
-        model = TextSentimentModel(load_encoder(base))
+        model = TextSentimentModel(load_encoder(base), class_heads=args.meld_heads > 0)
         model.load_state_dict(state.pop("state_dict"))
         log(f"resumed from {ckpt}")
         return model, state
@@ -96,7 +96,9 @@ def run(
     # (with asr_corpus) are reported beside them.
     temperature = fit_temperature(int8_preds[:2], devs[:2])
     cov = {
-        d.name: coverage(p, d.labels, temperature) for p, d in zip(int8_preds, devs, strict=True)
+        d.name: coverage(p, d.labels, temperature)
+        for p, d in zip(int8_preds, devs, strict=True)
+        if not d.is_3class
     }
     log(f"temperature {temperature:.4f} coverage {json.dumps(rounded(cov))}")
     tok.save(str(args.out / "tokenizer.json"))
@@ -164,7 +166,8 @@ def write_text_manifest(
             "loss": "L1 on mean + Gaussian NLL on log_var with detached mean and features",
             "optimizer": "AdamW wd 0.01, linear warmup 6% then linear decay, grad clip 1.0",
             "pooling": "masked mean",
-            "selection": "lowest MOSI dev MAE over evaluations",
+            "selection": "lowest selection_error over evaluations: MOSI dev MAE + MOSEI valid "
+            "MAE + (1 - MELD dev f1_3class), those in the data",
             "train_seconds": round(train_s, 1),
             "history": history,
             "torch_version": torch.__version__,
