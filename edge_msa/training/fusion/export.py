@@ -5,7 +5,8 @@
   in the manifest);
 - an INT8 variant (dynamic quantization of the weights): kept only when its
   validation MAE is within 0.005 of FP32 and it is faster; both measured;
-- the std temperature fitted on the pooled validation feeds so that ±1σ
+- the std temperature fitted on the pooled validation feeds (not those with
+  class labels, whose scores are nominal) so that ±1σ
   covers 68.27%; one more per own head (``own_temperature``: each modality
   alone, what a result's ``outputs.<modality>`` publishes), on the rows where
   that modality is given;
@@ -160,10 +161,13 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         parity = max(
             parity, max(float(np.abs(ref[n] - outs["fp32"][key][n]).max()) for n in OUTPUT_NAMES)
         )
-    pooled = {v: np.concatenate([o[v] for o in outs["fp32"].values()]) for v in ("mean", "log_var")}
-    y_all = np.concatenate([y for _, y in feeds.values()])
+    scored = [k for k in feeds if k.split("/")[0] not in info.get("class_label_sets", [])]
+    pooled = {v: np.concatenate([outs["fp32"][k][v] for k in scored]) for v in ("mean", "log_var")}
+    y_all = np.concatenate([feeds[k][1] for k in scored])
     temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all)
-    own_temperature, own_mae = own_calibration(outs["fp32"], feeds)
+    own_temperature, own_mae = own_calibration(
+        {k: outs["fp32"][k] for k in scored}, {k: feeds[k] for k in scored}
+    )
     metrics = {
         variant: {
             key: metrics_of(o, feeds[key][1], temperature) for key, o in outs[variant].items()

@@ -201,11 +201,26 @@ def run(
             "params": report["params"],
             "train_seconds": report["train_seconds"],
             "history": [{k: h[k] for k in ("epoch", "loss", "score")} for h in report["history"]],
+            "class_label_sets": class_label_sets(cfg),
         }
         manifest = export(Path(cfg.out) / "best.pt", Path(cfg.export), valid_feeds, info)
         summary["export"] = cfg.export
         summary["variant"] = manifest["variant_choice"]
     return summary
+
+
+def class_label_sets(cfg: TrainConfig) -> list[str]:
+    """Validation sets with class labels (MELD): their scores are nominal, so the
+    std temperature is fitted without them."""
+    from edge_msa.data.labels import read_labels
+
+    if cfg.data.source != "corpus":
+        return []
+    return [
+        f"{Path(s.labels).parent.name}_{s.split}"
+        for s in cfg.data.valid
+        if read_labels(Path(cfg.data.root) / s.labels, s.split)[0].sentiment
+    ]
 
 
 def text_fold_info(dirs: list[str]) -> list[dict]:
