@@ -454,3 +454,14 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
         assert str(z["voice_head"]) == str(before["voice_head"])
         np.testing.assert_allclose(z["voice_probs"], before["voice_probs"], atol=1e-5)
         assert str(z["asr_text"]) == str(before["asr_text"])
+
+
+def test_std_temperature_weighs_each_validation_feed_the_same():
+    from edge_msa.training.fusion.export import fit_temperature
+
+    # 900 rows a feed whose errors are half a std, 100 rows of one whose errors are two.
+    y = np.concatenate([np.full(900, 0.5), np.full(100, 2.0)])
+    zeros = np.zeros_like(y)
+    assert fit_temperature(zeros, zeros, y) == pytest.approx(0.5)
+    weight = np.concatenate([np.full(900, 1 / 900), np.full(100, 1 / 100)])
+    assert fit_temperature(zeros, zeros, y, weight) == pytest.approx(2.0)

@@ -5,9 +5,9 @@
   in the manifest);
 - an INT8 variant (dynamic quantization of the weights): kept only when its
   validation MAE is within 0.005 of FP32 and it is faster; both measured;
-- the std temperature fitted on the pooled validation feeds (not those with
-  class labels, whose scores are nominal) so that ±1σ
-  covers 68.27%; one more per own head (``own_temperature``: each modality
+- the std temperature fitted on the pooled validation feeds, each feed
+  weighing the same (not those with class labels, whose scores are nominal),
+  so that ±1σ covers 68.27%; one more per own head (``own_temperature``: each modality
   alone, what a result's ``outputs.<modality>`` publishes), on the rows where
   that modality is given;
 - ``manifest.json``: data, command, git revision, metrics, timing, sha256.
@@ -95,10 +95,16 @@ def ms_per_utterance(path: Path, feed: dict[str, np.ndarray], repeats: int = 200
     return statistics.median(times)
 
 
-def fit_temperature(mean: np.ndarray, log_var: np.ndarray, y: np.ndarray) -> float:
-    """The std scale that puts ONE_SIGMA of the labels within ±1σ."""
+def fit_temperature(
+    mean: np.ndarray, log_var: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
+) -> float:
+    """The std scale that puts ONE_SIGMA of the labels (by weight) within ±1σ."""
     ratio = np.abs(y - mean) / np.exp(0.5 * log_var)
-    return float(np.quantile(ratio, ONE_SIGMA))
+    if weight is None:
+        return float(np.quantile(ratio, ONE_SIGMA))
+    order = np.argsort(ratio)
+    cum = np.cumsum(weight[order]) / weight.sum()
+    return float(ratio[order][np.searchsorted(cum, ONE_SIGMA)])
 
 
 def own_calibration(outs: dict[str, dict], feeds: dict) -> tuple[dict, dict]:
@@ -164,7 +170,10 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
     scored = [k for k in feeds if k.split("/")[0] not in info.get("class_label_sets", [])]
     pooled = {v: np.concatenate([outs["fp32"][k][v] for k in scored]) for v in ("mean", "log_var")}
     y_all = np.concatenate([feeds[k][1] for k in scored])
-    temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all)
+    # Each feed weighs the same: MOSEI valid's 1,861 rows would otherwise set
+    # the scale for MOSI's 229 and the RAVDESS clips.
+    weight = np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in scored])
+    temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all, weight)
     own_temperature, own_mae = own_calibration(
         {k: outs["fp32"][k] for k in scored}, {k: feeds[k] for k in scored}
     )
