@@ -165,23 +165,6 @@ def test_text_head_starts_from_the_text_models_score():
         assert means[:, 0].tolist() == pytest.approx(expected, abs=1e-5)
 
 
-def test_with_text_alone_the_fused_mean_starts_from_the_text_score_when_the_query_does():
-    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    from edge_msa.training.fusion.net import FusionNet
-
-    items = [FusionInputs(text=np.append(_text()[:-1], s / 3)) for s in (-2.4, 1.5)]
-    feed = {k: torch.from_numpy(v) for k, v in batch(items).items()}
-    fused = {}
-    for query_from_text in (True, False):
-        net = FusionNet(query_from_text=query_from_text).eval()
-        with torch.no_grad():
-            net.head_w.zero_()  # no learned correction yet
-            fused[query_from_text] = net(**feed)[0]
-    assert fused[True].tolist() == pytest.approx([-2.4, 1.5], abs=1e-5)
-    # Otherwise the query's head, at 0, pulls the text score towards it.
-    assert (fused[False].abs() < fused[True].abs() - 0.1).all()
-
-
 def test_own_heads_see_only_their_own_modality():
     """outputs.<modality> are the own heads: each reads its modality before any
     cross-modal attention, so changing another modality leaves it as it was,

@@ -89,8 +89,6 @@ class ModelConfig(_Strict):
     mia: bool = True
     gate: bool = True
     audio_layers: int = 1
-    # The fused query's head starts from the text model's score (as the text head does).
-    query_from_text: bool = False
 
 
 class LossConfig(_Strict):

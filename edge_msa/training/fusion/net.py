@@ -117,14 +117,9 @@ class FusionNet(nn.Module):
         use_gate: bool = True,
         audio_layers: int = 1,
         text_score: bool = True,
-        query_from_text: bool = False,
     ) -> None:
         super().__init__()
         self.use_mia, self.use_gate, self.text_score = use_mia, use_gate, text_score
-        # The fused query's head starts from the text model's score too: with text
-        # alone both heads the mixture reads then correct the text model, rather
-        # than one of them learning the score from the token.
-        self.query_from_text = query_from_text
         self.text_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, width))
         self.audio_in = nn.Sequential(nn.LayerNorm(audio_dim), nn.Linear(audio_dim, width))
         self.voice_in = nn.Linear(voice_dim, width)
@@ -211,9 +206,7 @@ class FusionNet(nn.Module):
         """mean (B,), log_var (B,), per-modality means and log-vars (B, 3), weights (B, 4)."""
         o = torch.einsum("biw,iwk->bik", h, self.head_w) + self.head_b
         mv, lv = o[..., 0], o[..., 1]
-        zero = torch.zeros_like(text_prior)
-        query = text_prior if self.query_from_text else zero
-        mv = mv + torch.stack([text_prior, zero, zero, query], dim=1)
+        mv = torch.cat([mv[:, :1] + text_prior[:, None], mv[:, 1:]], dim=1)
         means = 3.0 * torch.tanh(mv / 3.0)
         log_vars = lv.clamp(*LOG_VAR_RANGE)
         gate = self.gate(h[:, 3]) if self.use_gate else torch.zeros_like(log_vars)
@@ -239,5 +232,4 @@ def build(dims: dict, model: dict) -> FusionNet:
         use_mia=model["mia"],
         use_gate=model["gate"],
         audio_layers=model["audio_layers"],
-        query_from_text=model.get("query_from_text", False),
     )
