@@ -358,3 +358,21 @@ def test_layers_point_one_way():
     assert _offenders(runtime_side, ("edge_msa.data",)) == []
     # No module under edge_msa/ reaches into scripts/.
     assert _offenders(["."], ("scripts",)) == []
+
+
+def test_meld_interval_targets_leave_a_polar_utterances_strength_free():
+    pytest.importorskip("torch", reason="training needs the train extra")
+    import torch
+
+    from edge_msa.training.text.data import Split
+    from edge_msa.training.text.fit import targets
+
+    # A MOSI row (label 2.0, no class), then MELD negative, neutral, positive rows.
+    labels = np.array([2.0, -1.5, 0.0, 1.5], np.float32)
+    split = Split("t", "", "train", ["x"] * 4, labels, [[1]] * 4,
+                  sentiment=np.array([-1, 0, 1, 2]), emotion=np.array([-1, 3, 0, 1]))
+    mean = torch.tensor([0.3, -2.0, 0.4, 0.2])
+    rows = np.arange(4)
+    assert targets(split, rows, mean, "score").tolist() == [2.0, -1.5, 0.0, 1.5]
+    # Strongly negative is inside the range (no loss); the others move to its edge.
+    assert targets(split, rows, mean, "interval").tolist() == [2.0, -2.0, 0.25, 1.0]

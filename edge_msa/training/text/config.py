@@ -51,6 +51,10 @@ class TextConfig(Strict):
     # MELD train (conversation) joins the training set, its sentiment as a score
     # (edge_msa.data.labels.MELD_SCORES); MELD dev joins the selection.
     meld: bool = False
+    # How MELD's classes are learned: "score" (L1 to MELD_SCORES) or "interval"
+    # (L1 to the class's range: negative <= -1, neutral within +-0.25, positive
+    # >= +1), which leaves the strength of a polar utterance free.
+    meld_target: Literal["score", "interval"] = "score"
     # Auxiliary cross-entropy heads on MELD's sentiment and emotion (weight each).
     meld_heads: float = Field(0.0, ge=0.0)
     stages: list[TextStage] = Field(default_factory=lambda: [TextStage()], min_length=1)
@@ -99,6 +103,7 @@ class TextConfig(Strict):
                     fold=parse_fold(self.fold) if self.fold else None,
                     meld=self.meld,
                     meld_heads=self.meld_heads,
+                    meld_target=self.meld_target,
                 )
             )
         return out

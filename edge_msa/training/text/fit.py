@@ -118,8 +118,8 @@ def fine_tune(
         for idx in bucketed_batches(train.ids, args.batch_size, rng):
             model.train()
             ids, mask = pad_batch([train.ids[i] for i in idx])
-            y = torch.from_numpy(train.labels[idx])
             emb, raw_mean, log_var = model(ids, mask)
+            y = targets(train, idx, raw_mean, args.meld_target)
             loss = (raw_mean - y).abs().mean() + gaussian_nll(raw_mean, log_var, y)
             loss = loss + args.meld_heads * class_loss(model, emb, train, idx)
             opt.zero_grad()
@@ -138,6 +138,24 @@ def fine_tune(
     assert best is not None
     model.load_state_dict(best[1])
     return model, history
+
+
+# MELD's classes as ranges on the score scale ("interval" targets).
+CLASS_RANGES = torch.tensor([[-3.0, -1.0], [-0.25, 0.25], [1.0, 3.0]])
+
+
+def targets(train: Split, idx: np.ndarray, mean: torch.Tensor, kind: str) -> torch.Tensor:
+    """The batch's L1 targets: the labels, or for MELD rows with ``interval``
+    targets the nearest point of the class's range (so a prediction inside it
+    costs nothing)."""
+    y = torch.from_numpy(train.labels[idx])
+    if kind != "interval" or train.sentiment is None:
+        return y
+    cls = torch.from_numpy(train.sentiment[idx])
+    rows = cls >= 0
+    ranges = CLASS_RANGES[cls.clamp(min=0)]
+    nearest = torch.minimum(torch.maximum(mean.detach(), ranges[:, 0]), ranges[:, 1])
+    return torch.where(rows, nearest, y)
 
 
 def class_loss(
