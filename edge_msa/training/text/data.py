@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from edge_msa.config import ConfigError
+from edge_msa.data.class_metrics import POLARITIES
 from edge_msa.data.folds import fold_of
 from edge_msa.data.labels import MELD_SCORES, LabelRow, meld_id, read_labels
 from edge_msa.encoders.text import PAD_ID, normalise_text
 
-MELD_SENTIMENTS = ("negative", "neutral", "positive")
+MELD_SENTIMENTS = POLARITIES  # MELD's classes are the polarities the runtime publishes
 MELD_EMOTIONS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
 
 
