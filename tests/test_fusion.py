@@ -457,6 +457,7 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
 
 
 def test_std_temperature_weighs_each_validation_feed_the_same():
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
     from edge_msa.training.fusion.export import fit_temperature
 
     # 900 rows a feed whose errors are half a std, 100 rows of one whose errors are two.
