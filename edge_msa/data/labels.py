@@ -29,6 +29,7 @@ class LabelRow:
     label: float
     split: str
     sentiment: str | None = None  # 3-class labels (MELD): negative, neutral or positive
+    emotion: str | None = None  # MELD's emotion (neutral, joy, surprise, anger, ...)
 
 
 def _row_id(row: dict[str, str], mosei_style: bool) -> str:
@@ -86,8 +87,9 @@ def _meld_rows(path: Path, reader: csv.DictReader) -> list[LabelRow]:
         if sentiment not in MELD_SCORES:
             raise ValueError(f"{path} line {i + 2}: Sentiment {row['Sentiment']!r} is not "
                              "negative, neutral or positive")
+        emotion = (row.get("Emotion") or "").strip().lower() or None
         score = MELD_SCORES[sentiment]
-        rows.append(LabelRow(meld_id(row, i), row["Utterance"], score, split, sentiment))
+        rows.append(LabelRow(meld_id(row, i), row["Utterance"], score, split, sentiment, emotion))
     return rows
 
 

@@ -7,7 +7,6 @@ so training and serving cannot disagree.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from edge_msa.config import ConfigError
 from edge_msa.data.class_metrics import POLARITIES
 from edge_msa.data.folds import fold_of
-from edge_msa.data.labels import MELD_SCORES, LabelRow, meld_id, read_labels
+from edge_msa.data.labels import LabelRow, read_labels
 from edge_msa.encoders.text import PAD_ID, normalise_text
 
 MELD_SENTIMENTS = POLARITIES  # MELD's classes are the polarities the runtime publishes
@@ -170,15 +169,12 @@ def meld_split(args: SimpleNamespace, split: str, tok) -> Split:
     path = args.data / rel
     if not path.is_file():
         raise ConfigError(f"meld: {path} not found; set meld = false or point `data` at it")
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[: args.limit]
-    rows = [r for i, r in enumerate(rows) if split != "train" or keep_row(args, meld_id(r, i))]
-    sentiment = np.array([MELD_SENTIMENTS.index(r["Sentiment"]) for r in rows], np.int64)
-    emotion = np.array([MELD_EMOTIONS.index(r["Emotion"]) for r in rows], np.int64)
-    texts = [normalise_text(r["Utterance"]) for r in rows]
-    labels = np.array([MELD_SCORES[r["Sentiment"]] for r in rows], np.float32)
-    ids = [e.ids for e in tok.encode_batch(texts)]
-    return Split(f"meld_{split}", rel, split, texts, labels, ids, sentiment, emotion)
+    rows = read_labels(path, split)[: args.limit]
+    rows = [r for r in rows if split != "train" or keep_row(args, r.id)]
+    built = build_split(f"meld_{split}", rows, rel, split, tok)
+    built.sentiment = np.array([MELD_SENTIMENTS.index(r.sentiment) for r in rows], np.int64)
+    built.emotion = np.array([MELD_EMOTIONS.index(r.emotion) for r in rows], np.int64)
+    return built
 
 
 def keep_row(args: SimpleNamespace, row_id: str) -> bool:

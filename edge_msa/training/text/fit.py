@@ -165,9 +165,9 @@ def class_loss(
     if model.class_heads is None or train.sentiment is None:
         return emb.new_zeros(())
     total = emb.new_zeros(())
-    for name, targets in (("sentiment", train.sentiment), ("emotion", train.emotion)):
-        assert targets is not None
-        y = torch.from_numpy(targets[idx])
+    for name, classes in (("sentiment", train.sentiment), ("emotion", train.emotion)):
+        assert classes is not None
+        y = torch.from_numpy(classes[idx])
         rows = y >= 0
         if rows.any():
             logits = model.class_heads[name](model.dropout(emb[rows]))
