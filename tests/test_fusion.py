@@ -375,6 +375,40 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
     assert np.all(student["text"][0] == 2.0) and np.all(teacher["text"][0] == 1.0)
 
 
+def test_interval_targets_train_on_a_class_range_and_validate_on_its_score():
+    """MELD rows with ``meld_target = "interval"``: training sees the class's
+    range (a mean inside it costs no L1), validation the nominal score."""
+    import torch
+
+    from edge_msa.data.joint import Sentences
+    from edge_msa.data.labels import LabelRow
+    from edge_msa.training.fusion.config import TrainConfig
+    from edge_msa.training.fusion.flows import _gauss, corpus_flows
+
+    meld = LabelRow("m", "Oh my God!", 1.5, "train", "positive")
+    rows = [meld, LabelRow("s", "ok", 0.5, "train")]
+    s = Sentences(
+        ids=["m", "s"],
+        labels=np.array([r.label for r in rows], np.float32),
+        ranges=np.array([r.label_range for r in rows], np.float32),
+        text=np.ones((2, TEXT_DIM), np.float32),
+        text_dropped=np.ones((2, TEXT_DIM), np.float32),
+        speech=np.array([-1, -1]),
+    )
+    cfg = TrainConfig.model_validate({"data": {"meld_target": "interval"}})
+    args = (s, _witnesses(), np.array([0, 1]), np.random.default_rng(0), cfg)
+    y = corpus_flows(*args, train=True)[2]
+    assert y.tolist() == [[1.0, 3.0], [0.5, 0.5]]
+    assert corpus_flows(*args, train=False)[2].tolist() == [1.5, 0.5]
+    assert corpus_flows(*args[:-1], TrainConfig(), train=True)[2].tolist() == [1.5, 0.5]
+    log_var, one = torch.zeros(1), torch.ones(1)
+    inside, outside = torch.tensor([2.6]), torch.tensor([0.5])
+    y_m = torch.tensor([[1.0, 3.0]])
+    assert _gauss(inside, log_var, y_m, one).item() == pytest.approx(0.0)
+    assert _gauss(outside, log_var, y_m, one).item() == pytest.approx(0.5 + 0.5 * 0.25)
+    assert _gauss(inside, log_var, torch.tensor([1.5]), one).item() > 1.0
+
+
 def test_validation_hears_speech_as_eval_speech_does():
     """The asr/absent validation feeds carry the rendering's own voice and no
     face (as ``eval speech``), not a witness voice that matches the label."""

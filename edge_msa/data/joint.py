@@ -157,9 +157,16 @@ class Sentences:
     asr_state: np.ndarray = field(default_factory=lambda: np.zeros(0, "<U9"))
     audio: list[np.ndarray] = field(default_factory=list)  # (T, 384) float16 each
     voice_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float32))
+    ranges: np.ndarray | None = None  # (N, 2) scores each label allows (LabelRow.label_range)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def label_ranges(self) -> np.ndarray:
+        """(N, 2) float32 [low, high] per row; a score's range is the score."""
+        if self.ranges is not None:
+            return self.ranges
+        return np.stack([self.labels, self.labels], axis=1)
 
 
 def load_sentences(
@@ -183,6 +190,7 @@ def load_sentences(
     return Sentences(
         ids=ids,
         labels=np.array([r.label for r in rows], np.float32),
+        ranges=np.array([r.label_range for r in rows], np.float32).reshape(-1, 2),
         text=texts.embed([r.text for r in rows], ids),
         text_dropped=texts.embed(dropped, ids),
         speech=speech,

@@ -76,6 +76,9 @@ class DataConfig(_Strict):
     # Empty: the shipped text model scores everything.
     text_folds: list[str] = []
     disagree: float = Field(0.2, ge=0.0, le=1.0)
+    # Rows labelled with a class (MELD): learn its score (edge_msa/data/labels.py
+    # MELD_SCORES) or, "interval", any score inside its range (MELD_RANGES).
+    meld_target: Literal["score", "interval"] = "score"
     mmsa_file: str | None = None  # source = "mmsa": an MMSA feature pickle
     # Real voices (RAVDESS) beside the joint corpus; absent: off.
     real_voices: RealVoicesConfig | None = None

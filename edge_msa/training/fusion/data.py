@@ -83,6 +83,7 @@ def concat_sentences(parts):
     return Sentences(
         ids=[i for p in parts for i in p.ids],
         labels=np.concatenate([p.labels for p in parts]),
+        ranges=np.concatenate([p.label_ranges() for p in parts]),
         text=np.concatenate([p.text for p in parts]),
         text_dropped=np.concatenate([p.text_dropped for p in parts]),
         speech=np.concatenate(
@@ -155,7 +156,7 @@ def mixed_batcher(s_train, w_train, v_train, cfg: TrainConfig):
     after them (each clip repeated as :func:`balanced_repeats` says): all
     clip rows are spoken."""
     from edge_msa.fusion.features import batch
-    from edge_msa.training.fusion.flows import corpus_inputs
+    from edge_msa.training.fusion.flows import corpus_inputs, interval_targets
     from edge_msa.training.fusion.voices import balanced_repeats, clip_inputs, neutral_pool
 
     rv = cfg.data.real_voices
@@ -171,7 +172,10 @@ def mixed_batcher(s_train, w_train, v_train, cfg: TrainConfig):
             t, s, _ = clip_inputs(v_train, int(k), s_train, pool, rng, cfg, rv)
             teacher.append(t)
             student.append(s)
-        y = np.concatenate([s_train.labels[sent], v_train.labels[clips]]).astype(np.float32)
+        sent_y, clip_y = s_train.labels[sent], v_train.labels[clips].astype(np.float32)
+        if interval_targets(cfg):
+            sent_y, clip_y = s_train.label_ranges()[sent], np.stack([clip_y, clip_y], 1)
+        y = np.concatenate([sent_y, clip_y]).astype(np.float32)
         speech = np.concatenate([s_train.speech[sent] >= 0, np.ones(len(clips), bool)])
         return batch(teacher), batch(student), y, speech
 

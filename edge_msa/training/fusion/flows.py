@@ -20,9 +20,15 @@ def _drop_frames(x: np.ndarray | None, rate: float, rng: np.random.Generator):
 
 
 def corpus_flows(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, train: bool):
-    """Feeds for flow 1 and flow 2, labels and which rows have speech."""
+    """Feeds for flow 1 and flow 2, labels and which rows have speech. In
+    training with interval targets the labels are (N, 2) ranges."""
     teacher, student = corpus_inputs(S, W, rows, rng, cfg, train)
-    return batch(teacher), batch(student), S.labels[rows], S.speech[rows] >= 0
+    y = S.label_ranges()[rows] if train and interval_targets(cfg) else S.labels[rows]
+    return batch(teacher), batch(student), y, S.speech[rows] >= 0
+
+
+def interval_targets(cfg: TrainConfig) -> bool:
+    return cfg.data.meld_target == "interval"
 
 
 def corpus_inputs(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, train: bool):
@@ -71,8 +77,20 @@ def _trim(feed: dict) -> dict:
 # ---------------------------------------------------------------- losses
 
 
+def _target(mean, y):
+    """The labels, or for (N, 2) ranges the nearest allowed score: a mean inside
+    its row's range costs nothing."""
+    import torch
+
+    if y.ndim == 1:
+        return y
+    return torch.minimum(torch.maximum(mean.detach(), y[:, 0]), y[:, 1])
+
+
 def _gauss(mean, log_var, y, weight):
-    """L1 on the mean + Gaussian NLL on the log-variance (mean detached), masked."""
+    """L1 on the mean + Gaussian NLL on the log-variance (mean detached), masked;
+    ``y`` labels (N,) or ranges (N, 2)."""
+    y = _target(mean, y)
     nll = 0.5 * (log_var + (y - mean.detach()) ** 2 / log_var.exp())
     per = (mean - y).abs() + nll
     return (per * weight).sum() / weight.sum().clamp_min(1.0)
@@ -105,7 +123,7 @@ def flow_loss(model, feed, y, cfg: TrainConfig):
     prior = model.text_prior(feed["text"], feed["present"])
     mean, log_var, means, log_vars, _ = model.heads_out(h, mask, prior)
     own_means, own_log_vars = model.own_out(own, prior)
-    ones = torch.ones_like(y)
+    ones = torch.ones_like(mean)
     loss = _gauss(mean, log_var, y, ones)
     w_own = cfg.loss.modality if cfg.loss.own is None else cfg.loss.own
     for m in range(3):
@@ -137,8 +155,9 @@ def train_step(model, opt, flows, cfg: TrainConfig):
         kd = (mean2 - mean1.detach()) ** 2 + ((z2 - z1.detach()) ** 2).mean(-1)
         loss = loss + cfg.loss.distill * (kd * s).sum() / s.sum().clamp_min(1.0)
     if cfg.loss.rnc > 0:
+        ranked = y if y.ndim == 1 else y.mean(-1)
         loss = loss + cfg.loss.rnc * rnc_loss(
-            torch.cat([z1, z2]), torch.cat([y, y]), cfg.loss.rnc_temperature
+            torch.cat([z1, z2]), torch.cat([ranked, ranked]), cfg.loss.rnc_temperature
         )
     opt.zero_grad()
     loss.backward()

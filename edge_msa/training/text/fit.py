@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from edge_msa.data.class_metrics import three_class
+from edge_msa.data.labels import MELD_RANGES
 from edge_msa.data.metrics import regression_metrics
 from edge_msa.publishing.result import polarity
 from edge_msa.training.text.data import (
@@ -140,8 +141,7 @@ def fine_tune(
     return model, history
 
 
-# MELD's classes as ranges on the score scale ("interval" targets).
-CLASS_RANGES = torch.tensor([[-3.0, -1.0], [-0.25, 0.25], [1.0, 3.0]])
+CLASS_RANGES = torch.tensor([MELD_RANGES[s] for s in MELD_SENTIMENTS])
 
 
 def targets(train: Split, idx: np.ndarray, mean: torch.Tensor, kind: str) -> torch.Tensor:
