@@ -390,7 +390,7 @@ def test_interval_targets_train_on_a_class_range_and_validate_on_its_score():
     s = Sentences(
         ids=["m", "s"],
         labels=np.array([r.label for r in rows], np.float32),
-        ranges=np.array([r.label_range for r in rows], np.float32),
+        ranges=np.array([r.label_range() for r in rows], np.float32),
         text=np.ones((2, TEXT_DIM), np.float32),
         text_dropped=np.ones((2, TEXT_DIM), np.float32),
         speech=np.array([-1, -1]),
@@ -399,6 +399,7 @@ def test_interval_targets_train_on_a_class_range_and_validate_on_its_score():
     args = (s, _witnesses(), np.array([0, 1]), np.random.default_rng(0), cfg)
     y = corpus_flows(*args, train=True)[2]
     assert y.tolist() == [[1.0, 3.0], [0.5, 0.5]]
+    assert meld.label_range(1.5) == (1.5, 3.0) and rows[1].label_range(1.5) == (0.5, 0.5)
     assert corpus_flows(*args, train=False)[2].tolist() == [1.5, 0.5]
     assert corpus_flows(*args[:-1], TrainConfig(), train=True)[2].tolist() == [1.5, 0.5]
     log_var, one = torch.zeros(1), torch.ones(1)

@@ -171,6 +171,9 @@ def test_real_voice_validation_and_selection_score():
     cfg = TrainConfig(data={"real_voices": {"valid_weight": 3.0}})
     assert combined_score(metrics, cfg) == pytest.approx((1 + 3 * 2) / 4)
     assert combined_score(metrics, TrainConfig()) == pytest.approx(1.5)
+    # A set with class labels (MELD) counts 1 - weighted F1, not its MAE.
+    metrics["meld_dev"] = {"text": {"mae": 9.0, "f1_3class": 0.6}}
+    assert combined_score(metrics, TrainConfig(), ["meld_dev"]) == pytest.approx(3.4 / 3)
     with pytest.raises(ValueError, match="must be 1"):
         RealVoicesConfig(p_own_text=0.5, p_neutral_text=0.5, p_no_text=0.5)
     assert TrainConfig().data.real_voices is None  # off unless a config turns it on

@@ -190,7 +190,6 @@ def load_sentences(
     return Sentences(
         ids=ids,
         labels=np.array([r.label for r in rows], np.float32),
-        ranges=np.array([r.label_range for r in rows], np.float32).reshape(-1, 2),
         text=texts.embed([r.text for r in rows], ids),
         text_dropped=texts.embed(dropped, ids),
         speech=speech,

@@ -20,10 +20,19 @@ MELD_COLUMNS = ("Utterance", "Sentiment")
 # so a prediction lands on the side of the neutral band (0.5) where the median
 # class is; 1.5 is also the RAVDESS valence the fusion learns.
 MELD_SCORES = {"negative": -1.5, "neutral": 0.0, "positive": 1.5}
-# The same classes as ranges of the score scale (``meld_target = "interval"`` in
-# the text and fusion trainings): a prediction inside its class's range costs
-# nothing, so MELD's classes do not pull every score towards +-1.5.
-MELD_RANGES = {"negative": (-3.0, -1.0), "neutral": (-0.25, 0.25), "positive": (1.0, 3.0)}
+
+
+def meld_range(sentiment: str, polar_from: float = 1.0) -> tuple[float, float]:
+    """A MELD class as a range of the score scale (``meld_target = "interval"`` in
+    the text and fusion trainings): a prediction inside it costs nothing, so the
+    classes do not pull every score towards one value. A polar class says the
+    sign and "not neutral", not how strong: any score from ``polar_from`` on."""
+    if sentiment == "neutral":
+        return (-0.25, 0.25)
+    return (polar_from, 3.0) if sentiment == "positive" else (-3.0, -polar_from)
+
+
+MELD_RANGES = {s: meld_range(s) for s in MELD_SCORES}
 
 
 @dataclass(frozen=True)
@@ -35,12 +44,11 @@ class LabelRow:
     sentiment: str | None = None  # 3-class labels (MELD): negative, neutral or positive
     emotion: str | None = None  # MELD's emotion (neutral, joy, surprise, anger, ...)
 
-    @property
-    def label_range(self) -> tuple[float, float]:
+    def label_range(self, polar_from: float = 1.0) -> tuple[float, float]:
         """The scores the label allows: its class's range, or the score itself."""
         if self.sentiment is None:
             return (self.label, self.label)
-        return MELD_RANGES[self.sentiment]
+        return meld_range(self.sentiment, polar_from)
 
 
 def _row_id(row: dict[str, str], mosei_style: bool) -> str:

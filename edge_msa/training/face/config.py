@@ -29,6 +29,9 @@ class FaceConfig(Strict):
     dropout: float = 0.2
     widths: list[int] = [16, 32, 64, 128]
     reps: list[int] = [1, 2, 2, 2]
+    # A linear layer from the last stage to an embedding of this size (the fusion
+    # reads 128 values, edge_msa/fusion/features.py FACE_EMBED_DIM); none: the pooled stage.
+    embed: int | None = None
     label_smoothing: float = 0.1
     class_weight_power: float = 0.3
     erase_p: float = 0.25

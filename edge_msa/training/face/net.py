@@ -27,6 +27,7 @@ class FaceNet(nn.Module):
         widths: tuple[int, ...] = (16, 32, 64, 128),
         reps: tuple[int, ...] = (1, 2, 2, 2),
         dropout: float = 0.3,
+        embed: int | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -37,19 +38,25 @@ class FaceNet(nn.Module):
                 cin = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
+        # A wide last stage still hands the fusion an embedding of ``embed`` values.
+        self.project = (
+            nn.Sequential(nn.Linear(cin, embed), nn.BatchNorm1d(embed), nn.ReLU(inplace=True))
+            if embed
+            else nn.Identity()
+        )
+        self.embedding_dim = embed or cin
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(cin, len(FACE_EMOTIONS))
-        self.embedding_dim = cin
+        self.head = nn.Linear(self.embedding_dim, len(FACE_EMOTIONS))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.features(x).mean(dim=(2, 3))
+        embedding = self.project(self.features(x).mean(dim=(2, 3)))
         return self.head(self.dropout(embedding)), embedding
 
 
 def build_net(settings) -> FaceNet:
     """From a config's settings (an object or a checkpoint's dict)."""
-    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k)
-    return FaceNet(tuple(get("widths")), tuple(get("reps")), get("dropout"))
+    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k, None)
+    return FaceNet(tuple(get("widths")), tuple(get("reps")), get("dropout"), get("embed"))
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:

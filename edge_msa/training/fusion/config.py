@@ -79,6 +79,8 @@ class DataConfig(_Strict):
     # Rows labelled with a class (MELD): learn its score (edge_msa/data/labels.py
     # MELD_SCORES) or, "interval", any score inside its range (MELD_RANGES).
     meld_target: Literal["score", "interval"] = "score"
+    # With "interval": a polar class allows any score from this strength on.
+    meld_polar_from: float = Field(1.0, ge=0.0, le=3.0)
     mmsa_file: str | None = None  # source = "mmsa": an MMSA feature pickle
     # Real voices (RAVDESS) beside the joint corpus; absent: off.
     real_voices: RealVoicesConfig | None = None

@@ -30,7 +30,10 @@ def corpus_data(cfg: TrainConfig):
     def sentences(spec: SplitSpec, seed: int, bank=texts):
         rows = read_labels(root / spec.labels, spec.split)[: spec.limit]
         folder = joint.spoken_folder_for(root / spec.labels, spec.split, cache)
-        return joint.load_sentences(rows, folder, bank, seed)
+        out = joint.load_sentences(rows, folder, bank, seed)
+        polar_from = cfg.data.meld_polar_from
+        out.ranges = np.array([r.label_range(polar_from) for r in rows], np.float32).reshape(-1, 2)
+        return out
 
     train_parts = [sentences(s, cfg.seed + i, folded) for i, s in enumerate(cfg.data.train)]
     train = concat_sentences(train_parts)

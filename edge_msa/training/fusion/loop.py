@@ -102,6 +102,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     rng = np.random.default_rng(cfg.seed)
     steps = cfg.epochs * len(epoch_batches(batcher.speech, cfg.batch_size, rng))
     history, best, step = [], math.inf, 0
+    class_sets = class_label_sets(cfg)
     for epoch in range(cfg.epochs):
         batches = epoch_batches(batcher.speech, cfg.batch_size, rng)
         losses = []
@@ -124,12 +125,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
                     regression_metrics,
                     feed["present"],
                     valence=name == RAVDESS_FEED,
+                    classes=name in class_sets,
                 )
                 for mode, (feed, y) in feeds.items()
             }
             for name, feeds in valid_feeds.items()
         }
-        score = combined_score(metrics, cfg)
+        score = combined_score(metrics, cfg, class_sets)
         history.append(
             {
                 "epoch": epoch + 1,
@@ -252,19 +254,21 @@ def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> li
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def combined_score(metrics: dict, cfg: TrainConfig) -> float:
+def combined_score(metrics: dict, cfg: TrainConfig, class_sets: list[str] = ()) -> float:
     """The selection score: the validation MAE averaged over every (set, case),
-    each case of the held-out RAVDESS actors weighted ``real_voices.valid_weight``."""
+    each case of the held-out RAVDESS actors weighted ``real_voices.valid_weight``;
+    a set with class labels (MELD) counts 1 - its weighted F1 of the published
+    polarity (as the text training selects), not an MAE to nominal scores."""
     from edge_msa.training.fusion.voices import RAVDESS_FEED
 
     rv = cfg.data.real_voices
-    maes, weights = [], []
+    errors, weights = [], []
     for name, cases in metrics.items():
         w = rv.valid_weight if rv is not None and name == RAVDESS_FEED else 1.0
         for m in cases.values():
-            maes.append(m["mae"])
+            errors.append(1.0 - m["f1_3class"] if name in class_sets else m["mae"])
             weights.append(w)
-    return float(np.average(maes, weights=weights))
+    return float(np.average(errors, weights=weights))
 
 
 def _real_voice_line(metrics: dict) -> str:
@@ -279,13 +283,23 @@ def _real_voice_line(metrics: dict) -> str:
 
 
 def _val_metrics(
-    pred: dict, y: np.ndarray, regression_metrics, present: np.ndarray, valence: bool = False
+    pred: dict,
+    y: np.ndarray,
+    regression_metrics,
+    present: np.ndarray,
+    valence: bool = False,
+    classes: bool = False,
 ) -> dict:
+    from edge_msa.data.class_metrics import three_class
+    from edge_msa.publishing.result import polarity
     from edge_msa.training.fusion.voices import valence_metrics
 
     m = regression_metrics(pred["mean"], y)
     if valence:  # acted emotions: the balanced accuracies the issue's targets name
         m.update(valence_metrics(pred["mean"], y))
+    if classes:  # nominal scores of 3 classes: the published polarity against them
+        three = three_class([polarity(v) for v in y], [polarity(v) for v in pred["mean"]])
+        m.update({k: v for k, v in three.items() if k != "confusion_3class"})
     std = np.exp(0.5 * pred["log_var"])
     err = np.abs(pred["mean"] - y)
     m["coverage_1sigma"] = float(np.mean(err <= std))
