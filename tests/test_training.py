@@ -245,6 +245,18 @@ def test_train_face_trains_exports_and_exports_again(tmp_path):
     _one_line_error(missing, "state_dir", "holds no finished run")
 
 
+def test_face_net_embedding_is_the_projection_when_asked():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.training.face.net import build_net
+
+    x = torch.zeros(2, 1, 40, 40)
+    old = build_net({"widths": [4, 8], "reps": [1, 1], "dropout": 0.1})  # a checkpoint's args
+    assert old(x)[1].shape == (2, 8) and old.embedding_dim == 8
+    wide = build_net({"widths": [4, 8], "reps": [1, 1], "dropout": 0.1, "embed": 6}).eval()
+    logits, embedding = wide(x)
+    assert logits.shape == (2, 7) and embedding.shape == (2, 6) and wide.embedding_dim == 6
+
+
 # ---------------------------------------------------------------- config, manifest
 
 
