@@ -378,7 +378,7 @@ def test_double_flow_gives_the_student_the_asr_text_or_none():
 def test_interval_targets_train_on_a_class_range_and_validate_on_its_score():
     """MELD rows with ``meld_target = "interval"``: training sees the class's
     range (a mean inside it costs no L1), validation the nominal score."""
-    import torch
+    torch = pytest.importorskip("torch", reason="the loss needs the train extra")
 
     from edge_msa.data.joint import Sentences
     from edge_msa.data.labels import LabelRow
