@@ -17,7 +17,8 @@ token (imagined and refined); distillation of the student's fused mean and
 embedding towards the teacher's (detached); Rank-N-Contrast on the fused
 embeddings. Modality dropout and LNLN-style random frame dropping throughout.
 The checkpoint kept is the one with the lowest validation MAE averaged over
-the three text states (present, ASR, absent); test data is never read.
+the three text states (present, ASR, absent), a set with class labels (MELD)
+counting 1 - its weighted F1; test data is never read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +256,7 @@ def epoch_batches(speech: np.ndarray, size: int, rng: np.random.Generator) -> li
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def combined_score(metrics: dict, cfg: TrainConfig, class_sets: list[str] = ()) -> float:
+def combined_score(metrics: dict, cfg: TrainConfig, class_sets: Collection[str] = ()) -> float:
     """The selection score: the validation MAE averaged over every (set, case),
     each case of the held-out RAVDESS actors weighted ``real_voices.valid_weight``;
     a set with class labels (MELD) counts 1 - its weighted F1 of the published
