@@ -175,7 +175,7 @@ def mixed_batcher(s_train, w_train, v_train, cfg: TrainConfig):
             t, s, _ = clip_inputs(v_train, int(k), s_train, pool, rng, cfg, rv)
             teacher.append(t)
             student.append(s)
-        sent_y, clip_y = s_train.labels[sent], v_train.labels[clips].astype(np.float32)
+        sent_y, clip_y = s_train.labels[sent], v_train.labels[clips]
         if interval_targets(cfg):
             sent_y, clip_y = s_train.label_ranges()[sent], np.stack([clip_y, clip_y], 1)
         y = np.concatenate([sent_y, clip_y]).astype(np.float32)
