@@ -22,7 +22,7 @@ from edge_msa.fusion.features import (
     vision_tokens,
 )
 from edge_msa.fusion.model import FusionModel
-from tests.conftest import cli
+from tests.conftest import REPO, cli, data_dir, need_data
 
 RNG = np.random.default_rng(0)
 
@@ -110,6 +110,7 @@ def test_text_sentiment_flows_through(fusion):
     from edge_msa.encoders.text import TextEncoder, default_model_dir
 
     enc = TextEncoder(default_model_dir())
+
     def score(sentence: str):
         return fusion.predict(_item(text=text_feature(enc.predict(sentence))))
 
@@ -501,3 +502,16 @@ def test_std_temperature_weighs_each_validation_feed_the_same():
     assert fit_temperature(zeros, zeros, y) == pytest.approx(0.5)
     weight = np.concatenate([np.full(900, 1 / 900), np.full(100, 1 / 100)])
     assert fit_temperature(zeros, zeros, y, weight) == pytest.approx(2.0)
+
+
+def test_std_temperature_is_fitted_without_the_sets_whose_scores_stand_for_classes():
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.fusion.config import TrainConfig
+    from edge_msa.training.fusion.loop import nominal_sets
+    from edge_msa.training.settings import load
+
+    need_data("meld")
+    cfg = load(TrainConfig, REPO / "configs" / "fusion.toml", [f"data.root={data_dir()}"])
+    assert sorted(nominal_sets(cfg)) == ["meld_dev", "ravdess_valid"]
+    no_voices = REPO / "configs" / "ablation-no-real-voices.toml"
+    assert nominal_sets(load(TrainConfig, no_voices, [f"data.root={data_dir()}"])) == ["meld_dev"]

@@ -6,7 +6,7 @@
 - an INT8 variant (dynamic quantization of the weights): kept only when its
   validation MAE is within 0.005 of FP32 and it is faster; both measured;
 - the std temperature fitted on the pooled validation feeds, each feed
-  weighing the same (not those with class labels, whose scores are nominal),
+  weighing the same (not those whose scores stand for classes: MELD, RAVDESS),
   so that ±1σ covers 68.27%; one more per own head (``own_temperature``: each modality
   alone, what a result's ``outputs.<modality>`` publishes), on the rows where
   that modality is given;
@@ -167,7 +167,7 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         parity = max(
             parity, max(float(np.abs(ref[n] - outs["fp32"][key][n]).max()) for n in OUTPUT_NAMES)
         )
-    scored = [k for k in feeds if k.split("/")[0] not in info.get("class_label_sets", [])]
+    scored = [k for k in feeds if k.split("/")[0] not in info.get("nominal_sets", [])]
     pooled = {v: np.concatenate([outs["fp32"][k][v] for k in scored]) for v in ("mean", "log_var")}
     y_all = np.concatenate([feeds[k][1] for k in scored])
     # Each feed weighs the same: MOSEI valid's 1,861 rows would otherwise set

@@ -62,8 +62,9 @@ def corpus_inputs(S, W, rows: np.ndarray, rng: np.random.Generator, cfg: TrainCo
         # The recogniser's text is always flagged: the model refines it (MIA),
         # confident or not, as it will at run time.
         student.append(
-            FusionInputs(text=asr, simulated=asr is not None, audio=audio, voice=voice,
-                         vision=vision)
+            FusionInputs(
+                text=asr, simulated=asr is not None, audio=audio, voice=voice, vision=vision
+            )
         )
     return teacher, student
 
@@ -183,5 +184,3 @@ def predict(model, feed: dict[str, np.ndarray], batch_size: int = 512) -> dict[s
     names += ("own_mean", "own_log_var")
     cat = [torch.cat([o[i] for o in outs]).numpy() for i in range(len(names))]
     return dict(zip(names, cat, strict=True))
-
-

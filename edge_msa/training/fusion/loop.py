@@ -206,6 +206,7 @@ def run(
             "train_seconds": report["train_seconds"],
             "history": [{k: h[k] for k in ("epoch", "loss", "score")} for h in report["history"]],
             "class_label_sets": class_label_sets(cfg),
+            "nominal_sets": nominal_sets(cfg),
         }
         manifest = export(Path(cfg.out) / "best.pt", Path(cfg.export), valid_feeds, info)
         summary["export"] = cfg.export
@@ -214,8 +215,7 @@ def run(
 
 
 def class_label_sets(cfg: TrainConfig) -> list[str]:
-    """Validation sets with class labels (MELD): their scores are nominal, so the
-    std temperature is fitted without them."""
+    """Validation sets with class labels (MELD), scored by F1 in the selection."""
     from edge_msa.data.labels import read_labels
 
     if cfg.data.source != "corpus":
@@ -225,6 +225,15 @@ def class_label_sets(cfg: TrainConfig) -> list[str]:
         for s in cfg.data.valid
         if read_labels(Path(cfg.data.root) / s.labels, s.split)[0].sentiment
     ]
+
+
+def nominal_sets(cfg: TrainConfig) -> list[str]:
+    """Validation sets whose scores stand for classes (MELD's sentiment, RAVDESS's
+    acted emotion): a distance to them says nothing of the std, so the std
+    temperature is fitted without them."""
+    from edge_msa.training.fusion.voices import RAVDESS_FEED
+
+    return class_label_sets(cfg) + ([RAVDESS_FEED] if cfg.data.real_voices else [])
 
 
 def text_fold_info(dirs: list[str]) -> list[dict]:
