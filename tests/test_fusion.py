@@ -515,3 +515,22 @@ def test_std_temperature_is_fitted_without_the_sets_whose_scores_stand_for_class
     assert sorted(nominal_sets(cfg)) == ["meld_dev", "ravdess_valid"]
     no_voices = REPO / "configs" / "ablation-no-real-voices.toml"
     assert nominal_sets(load(TrainConfig, no_voices, [f"data.root={data_dir()}"])) == ["meld_dev"]
+
+
+def test_moving_average_of_the_weights_follows_the_model_at_its_rate():
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.training.fusion.loop import ema_update
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for p in average.parameters():
+            p.fill_(0.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema_update(average, model, 0.75)
+    assert torch.allclose(average[0].weight, torch.full((2, 2), 0.25))
+    assert int(average[1].num_batches_tracked) == 7  # counters are copied, not averaged
+    ema_update(average, model, 0.0)
+    assert torch.allclose(average[0].bias, torch.ones(2))

@@ -20,7 +20,7 @@ from edge_msa.types import FACE_EMOTIONS
 
 MODEL_FILE = "expression.int8.onnx"
 NAME = "edge-msa-face-expression"
-VERSION = "0.1.0"
+VERSION = "0.2.0"  # 0.2.0: the wider CNN of issue 19 (configs/face.toml)
 
 
 def export(args: SimpleNamespace, command: str) -> dict:

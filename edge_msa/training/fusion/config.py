@@ -117,6 +117,9 @@ class TrainConfig(_Strict):
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
+    # Validate and keep an exponential moving average of the weights (0: the
+    # weights themselves): single epochs swing by 0.02-0.03 MAE on MOSI dev.
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     threads: int = 2
     p_text_absent: float = 0.3
     p_drop_modality: float = 0.3

@@ -23,6 +23,7 @@ counting 1 - its weighted F1; test data is never read.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -100,6 +101,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
     batcher, valid_feeds, dims = training_data(cfg)
     log.info("data ready in %.0f s", time.perf_counter() - start)
     model = build(dims, cfg.model.model_dump())
+    kept = copy.deepcopy(model) if cfg.ema_decay else model  # what is validated and saved
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     steps = cfg.epochs * len(epoch_batches(batcher.speech, cfg.batch_size, rng))
@@ -117,12 +119,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
         for rows in bar:
             cosine_lr(opt, cfg.lr, step, steps, warmup=max(steps // 20, 1))
             losses.append(train_step(model, opt, batcher(rows, rng), cfg))
+            if kept is not model:
+                # The usual warm-up, so the random start fades within the first epoch.
+                ema_update(kept, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             step += 1
         metrics = {
             name: {
                 mode: _val_metrics(
-                    predict(model, feed),
+                    predict(kept, feed),
                     y,
                     regression_metrics,
                     feed["present"],
@@ -156,7 +161,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[dict, dict]:
         if score < best:
             best = score
             torch.save(
-                {"state": model.state_dict(), "dims": dims, "config": cfg.model_dump()},
+                {"state": kept.state_dict(), "dims": dims, "config": cfg.model_dump()},
                 out / "best.pt",
             )
     report = {
@@ -212,6 +217,18 @@ def run(
         summary["export"] = cfg.export
         summary["variant"] = manifest["variant_choice"]
     return summary
+
+
+def ema_update(average, model, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model, weights and buffers."""
+    import torch
+
+    with torch.no_grad():
+        for a, m in zip(average.state_dict().values(), model.state_dict().values(), strict=True):
+            if a.dtype.is_floating_point:
+                a.lerp_(m, 1.0 - decay)
+            else:
+                a.copy_(m)
 
 
 def class_label_sets(cfg: TrainConfig) -> list[str]:
