@@ -166,6 +166,43 @@ def test_text_head_starts_from_the_text_models_score():
         assert means[:, 0].tolist() == pytest.approx(expected, abs=1e-5)
 
 
+def test_text_alone_keeps_the_chosen_share_of_the_fusions_correction():
+    """With the text alone the score is the text model's plus ``text_alone`` times
+    the fusion's move from it; with audio or a face the fusion is untouched. The
+    export picks the share with the lowest text-only validation error."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from edge_msa.fusion.features import VOICE_DIM
+    from edge_msa.training.fusion.export import choose_text_alone, run_torch
+    from edge_msa.training.fusion.net import FusionNet
+
+    torch.manual_seed(0)
+    net = FusionNet().eval()
+    with torch.no_grad():
+        net.head_w.normal_(0.0, 0.5)  # a correction to keep a share of
+    voice = np.full(VOICE_DIM, 1 / VOICE_DIM, np.float32)
+    scores = np.array([-2.4, -0.3, 0.6, 1.5])
+    alone = batch([FusionInputs(text=np.append(_text()[:-1], s / 3)) for s in scores])
+    heard = batch(
+        [
+            FusionInputs(text=np.append(_text()[:-1], s / 3), audio=_audio(), voice=voice)
+            for s in scores
+        ]
+    )
+    fused_alone, fused_heard = run_torch(net, alone)["mean"], run_torch(net, heard)["mean"]
+    assert np.abs(fused_alone - scores).max() > 0.05
+    net.text_alone = 0.3
+    assert run_torch(net, alone)["mean"] == pytest.approx(
+        scores + 0.3 * (fused_alone - scores), abs=1e-4
+    )
+    assert run_torch(net, heard)["mean"] == pytest.approx(fused_heard, abs=1e-6)
+    # Labels at the text model's score: no share of the correction is best.
+    share, tried = choose_text_alone(net, {"mosi_dev/text": (alone, scores)}, [])
+    assert share == 0.0 and tried[1.0] > tried[0.5] > tried[0.0] and net.text_alone == 1.0
+    # At the fused score: all of it; a feed that is not text alone is not read.
+    feeds = {"mosi_dev/text": (alone, fused_alone), "mosi_dev/present": (heard, scores)}
+    assert choose_text_alone(net, feeds, [])[0] == 1.0
+
+
 def test_own_heads_see_only_their_own_modality():
     """outputs.<modality> are the own heads: each reads its modality before any
     cross-modal attention, so changing another modality leaves it as it was,

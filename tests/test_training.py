@@ -257,6 +257,21 @@ def test_face_net_embedding_is_the_projection_when_asked():
     assert logits.shape == (2, 7) and embedding.shape == (2, 6) and wide.embedding_dim == 6
 
 
+def test_cutmix_pastes_one_box_of_another_face_and_says_how_much():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.training.face.data import cutmix
+
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 40, 40).contiguous()
+    for seed in range(5):
+        mixed, other, own = cutmix(x, torch.Generator().manual_seed(seed))
+        for i in range(4):
+            kept = (mixed[i] == x[i]).float().mean().item()
+            pasted = (mixed[i] == x[other[i]]).float().mean().item()
+            if other[i] != i:  # its own share stays, the rest is the other face
+                assert kept == pytest.approx(own) and pasted == pytest.approx(1 - own)
+        assert 0.0 <= own <= 1.0 and sorted(other.tolist()) == [0, 1, 2, 3]
+
+
 # ---------------------------------------------------------------- config, manifest
 
 

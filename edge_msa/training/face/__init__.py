@@ -2,13 +2,12 @@
 
 Recipe (why each part is there):
 
-- Net: a VGG-style CNN with BatchNorm, widths 16-32-64-128 with (1, 2, 2, 2)
+- Net: a VGG-style CNN with BatchNorm, widths 32-64-128-256 with (1, 2, 2, 2)
   3x3 convolutions per stage, max-pooling after each stage, global average
-  pooling (the 128-d embedding), dropout and a linear head: 0.29 M parameters
-  and about 17 M multiply-adds per 40x40 face. The size is set by two budgets:
-  at most 1 ms per face on one core (a 32-64-128-256 net with twice the convs,
-  67 M multiply-adds, took 3-4 ms in ONNX Runtime) and a one-hour training run
-  on a shared 2-core CPU (that net needed >10 min per epoch).
+  pooling, a linear projection to the 128-value embedding the fusion reads,
+  dropout and a linear head: 1.20 M parameters, about 67 M multiply-adds per
+  40x40 face (``configs/face.toml``; the 0.29 M net before issue 19 is
+  ``configs/face-small.toml``). The budget is 1 ms per face on one core.
 - Input: 40x40 crops of the 48x48 faces. One batched ``affine_grid`` draws
   the crop position (+-4 px), a small rotation (+-10 degrees), zoom
   (0.9-1.1) and a horizontal flip together, then per-image standardisation
@@ -25,12 +24,12 @@ Recipe (why each part is there):
   trained on. PrivateTest is not touched.
 
 The exported graph takes grey faces (B, 1, 48, 48) float32 in 0..255 and does
-the centre crop, the standardisation and (with ``flip = true``) the flip averaging
-itself, so the runtime cannot normalise differently from training. The
-shipped model has no flip averaging: it bought +0.6 % PublicTest accuracy for
-twice the time, and the budget is 1 ms per face. INT8 (QDQ) is not faster
-than FP32 for a net this small on this CPU (AVX2, no VNNI): measure before
-assuming it is.
+the centre crop, the standardisation and (with ``flip = true``, shipped) the flip
+averaging itself, so the runtime cannot normalise differently from training.
+Flip averaging buys about 1.7 points of PublicTest accuracy for twice the
+convolutions; with every convolution in INT8 (``fp32_convs = 0``) the pair
+costs about 0.6 ms a face on this CPU (AVX2, no VNNI). Which convolutions pay
+in INT8 depends on the net: measure before assuming.
 
 Usage:
     nice -n 10 edge-msa train face --config configs/face.toml   # train, then export

@@ -79,6 +79,20 @@ def random_erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tenso
     return x.masked_fill((inside & chosen).unsqueeze(1), 0.0)
 
 
+def cutmix(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Paste a box of another face of the batch into each face (CutMix, Yun et al.
+    2019): the mixed batch, the other faces' order and the share of the own face."""
+    n, _, h, w = x.shape
+    lam = float(torch.rand(1, generator=gen))
+    bh, bw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    y0 = int(torch.randint(0, h - bh + 1, (1,), generator=gen))
+    x0 = int(torch.randint(0, w - bw + 1, (1,), generator=gen))
+    perm = torch.randperm(n, generator=gen)
+    out = x.clone()
+    out[:, :, y0 : y0 + bh, x0 : x0 + bw] = x[perm, :, y0 : y0 + bh, x0 : x0 + bw]
+    return out, perm, 1.0 - bh * bw / (h * w)
+
+
 def centre(images: torch.Tensor) -> torch.Tensor:
     lo = (FULL - CROP) // 2
     return standardise(images[:, :, lo : lo + CROP, lo : lo + CROP])

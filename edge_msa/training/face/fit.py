@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_msa.training.face.data import augment, centre, class_weights, load_split
+from edge_msa.training.face.data import augment, centre, class_weights, cutmix, load_split
 from edge_msa.training.face.net import FaceNet, build_net
 from edge_msa.types import FACE_EMOTIONS
 
@@ -99,8 +99,14 @@ def train(args: SimpleNamespace) -> None:
             x = augment(images[idx], gen, args.erase_p).contiguous(
                 memory_format=torch.channels_last
             )
-            logits, _ = net(x)
-            loss = loss_fn(logits, labels[idx])
+            y = labels[idx]
+            if args.cutmix and float(torch.rand(1, generator=gen)) < args.cutmix:
+                x, other, own = cutmix(x, gen)
+                logits, _ = net(x)
+                loss = own * loss_fn(logits, y) + (1 - own) * loss_fn(logits, y[other])
+            else:
+                logits, _ = net(x)
+                loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

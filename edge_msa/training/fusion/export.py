@@ -40,7 +40,46 @@ def load_checkpoint(path: Path):
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = build(ckpt["dims"], ckpt["config"]["model"])
     model.load_state_dict(ckpt["state"])
+    model.text_alone = ckpt.get("text_alone", 1.0)
     return model.eval()
+
+
+def choose_text_alone(model, feeds: dict, class_sets: list[str]) -> tuple[float, dict]:
+    """The share of the fusion's correction of the text model's score kept when the
+    text is alone, and the validation error of each share tried.
+
+    The correction was learned on the fold text models' scores (cross-fitting);
+    the shipped text model, trained on all of the data, needs less of it: in full
+    it left the fusion 0.011 MAE behind its text model on MOSI dev with text alone.
+    The share minimises the mean over the text-only validation cases of the MAE,
+    or 1 - weighted F1 for a set with class labels, like the checkpoint's selection."""
+    from edge_msa.data.class_metrics import three_class
+    from edge_msa.publishing.result import polarity
+
+    cases = {
+        k: (f, y)
+        for k, (f, y) in feeds.items()
+        if (f["present"][:, 0] > 0).all() and not f["present"][:, 1:].any()
+    }
+    if not model.text_score or not cases:
+        return 1.0, {}
+    model.text_alone = 1.0
+    fused = {k: run_torch(model, f)["mean"] for k, (f, _) in cases.items()}
+    score = {k: 3.0 * np.clip(f["text"][:, -1], -0.995, 0.995) for k, (f, _) in cases.items()}
+
+    def error(share: float) -> float:
+        errors = []
+        for k, (_, y) in cases.items():
+            mean = score[k] + share * (fused[k] - score[k])
+            if k.split("/")[0] in class_sets:
+                three = three_class([polarity(v) for v in y], [polarity(v) for v in mean])
+                errors.append(1.0 - three["f1_3class"])
+            else:
+                errors.append(float(np.abs(mean - y).mean()))
+        return round(float(np.mean(errors)), 5)
+
+    tried = {round(share, 1): error(share) for share in np.linspace(1.0, 0.0, 11)}
+    return min(tried, key=tried.get), tried
 
 
 def export_onnx(model, path: Path, sample: dict[str, np.ndarray]) -> None:
@@ -135,6 +174,11 @@ def metrics_of(out: dict[str, np.ndarray], y: np.ndarray, temperature: float) ->
     return m
 
 
+def valid_feeds_flat(valid_feeds: dict) -> dict:
+    """{set: {case: (feed, y)}} -> {"set/case": (feed, y)}."""
+    return {f"{s}/{m}": fy for s, modes in valid_feeds.items() for m, fy in modes.items()}
+
+
 def pad_full(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Validation feeds are trimmed in time; the graph takes the full width."""
     full = batch([FusionInputs()] * len(feed["text"]))
@@ -145,17 +189,20 @@ def pad_full(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> dict:
     """Write ``out_dir`` (model files + manifest); return the manifest."""
+    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    flat = valid_feeds_flat(valid_feeds)
     model = load_checkpoint(checkpoint)
+    model.text_alone, text_alone_tried = choose_text_alone(
+        model, flat, info.get("class_label_sets", [])
+    )
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    torch.save({**ckpt, "text_alone": model.text_alone}, checkpoint)
     work = checkpoint.parent
     fp32, int8 = work / "fusion.fp32.onnx", work / "fusion.int8.onnx"
     full = info.get("data", {}).get("source") != "mmsa"  # MMSA feeds have their own widths
-    feeds = {
-        f"{s}/{m}": (pad_full(f) if full else f, y)
-        for s, modes in valid_feeds.items()
-        for m, (f, y) in modes.items()
-    }
+    feeds = {k: (pad_full(f) if full else f, y) for k, (f, y) in flat.items()}
     export_onnx(model, fp32, next(iter(feeds.values()))[0])
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     parity = 0.0
@@ -198,6 +245,7 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         "version": VERSION,
         "file": chosen.name,
         "temperature": round(temperature, 4),
+        "text_alone": {"share": model.text_alone, "valid_error_by_share": text_alone_tried},
         "own_temperature": own_temperature,
         "own_mae_valid_fp32": own_mae,
         "inputs": "see edge_msa/fusion/features.py",

@@ -27,7 +27,10 @@ Small and edge-sized, after the seed paper's recipe:
    the head still starts from the score. The output is a
    mixture of the present heads, weighted by softmax(gate - log_var): the
    predicted precision and a learned gate that the fused query sets. Its
-   variance is the mixture variance.
+   variance is the mixture variance. Given the text alone, the score is the
+   text model's plus ``text_alone`` times the fusion's correction of it
+   (chosen on validation at export: the correction was learned on the fold
+   models' scores, which are worse than the shipped text model's).
 5. Own heads (what a result's ``outputs.<modality>`` publishes): each
    modality's estimate from its own token before any cross-modal attention:
    the text token fed to attention (real, ASR-refined or imagined; it starts
@@ -120,6 +123,9 @@ class FusionNet(nn.Module):
     ) -> None:
         super().__init__()
         self.use_mia, self.use_gate, self.text_score = use_mia, use_gate, text_score
+        # With the text alone: the text model's score plus this share of the fusion's
+        # move away from it (1: the fusion's own; chosen at export, see export.py).
+        self.text_alone = 1.0
         self.text_in = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, width))
         self.audio_in = nn.Sequential(nn.LayerNorm(audio_dim), nn.Linear(audio_dim, width))
         self.voice_in = nn.Linear(voice_dim, width)
@@ -184,9 +190,13 @@ class FusionNet(nn.Module):
             text, audio, audio_mask, voice, vision, vision_mask, present, simulated
         )
         prior = self.text_prior(text, present)
-        out = self.heads_out(h, mask, prior)
+        mean, *out = self.heads_out(h, mask, prior)
+        if self.text_alone != 1.0:
+            alone = present[:, 0] * (1.0 - present[:, 1]) * (1.0 - present[:, 2])
+            score = 3.0 * torch.tanh(prior / 3.0)
+            mean = mean + alone * (1.0 - self.text_alone) * (score - mean)
         imagined_flag = (1 - present[:, 0:1]) * mask[:, 0:1]
-        return (*out, imagined_flag.squeeze(-1), *self.own_out(own, prior))
+        return (mean, *out, imagined_flag.squeeze(-1), *self.own_out(own, prior))
 
     def own_out(self, own: torch.Tensor, text_prior: torch.Tensor):
         """Each modality's own mean and log-var (B, 3) from its token before fusion."""
