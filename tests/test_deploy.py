@@ -43,12 +43,17 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 # ------------------------------------------------------------------ engine builder
 
+# The fusion model's GPU graph (FP16 or static INT8: scripts/build_trt_graphs.py chooses).
+FUSION_GPU = json.loads((REPO / "models" / "fusion" / "manifest.json").read_text())["tensorrt"][
+    "file"
+]
+
 
 def test_every_manifest_model_is_found():
     models = be.all_models(REPO / "models")
     for key in (
         "text/text_sentiment.fp16.onnx",
-        "fusion/fusion.fp16.onnx",
+        f"fusion/{FUSION_GPU}",
         "voice/voice_head.onnx",
         "face/expression.int8.onnx",
         "face/expression.fp32.onnx",
@@ -98,7 +103,7 @@ def test_cpu_stand_in_checks_every_shipped_model(tmp_path):
         assert row["model"] in proc.stdout  # the table names every model
     assert rows["face/expression.int8.onnx"]["samples"].startswith("calibration/face_calibration")
     assert rows["text/text_sentiment.fp16.onnx"]["samples"].startswith("tokenizer.json")
-    assert rows["fusion/fusion.fp16.onnx"]["samples"].startswith("calibration/fusion/")
+    assert rows[f"fusion/{FUSION_GPU}"]["samples"].startswith("calibration/fusion/")
     assert rows["voice/voice_head.onnx"]["samples"] == "generated"
     assert not (tmp_path / "trt" / be.STAMP).exists()  # a dry run leaves the cache alone
 

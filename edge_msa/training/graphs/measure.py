@@ -65,8 +65,13 @@ def predictions(data: Path, graphs: dict[str, Path], encoder_only: bool) -> dict
     with models_with(graphs):
         for key, (labels, split) in SPLITS.items():
             m = evaluate_text(data / labels, split, encoder_only=encoder_only)
-            mean, _, truth = m["_arrays"]
-            out[key] = {"mae": float(m["mae"]), "pred": np.asarray(mean), "truth": truth}
+            mean, std, truth = m["_arrays"]
+            out[key] = {
+                "mae": float(m["mae"]),
+                "pred": np.asarray(mean),
+                "std": std,
+                "truth": truth,
+            }
     return out
 
 
@@ -78,13 +83,21 @@ def speech_predictions(data: Path, graphs: dict[str, Path]) -> dict[str, dict]:
     labels, split = SPLITS["mosi_dev"]
     with models_with(graphs):
         m = evaluate_speech(data / labels, split, text="simulated")
-    mean, _, truth = m["_arrays"]
-    return {"mosi_dev_speech": {"mae": float(m["mae"]), "pred": np.asarray(mean), "truth": truth}}
+    mean, std, truth = m["_arrays"]
+    return {
+        "mosi_dev_speech": {
+            "mae": float(m["mae"]),
+            "pred": np.asarray(mean),
+            "std": std,
+            "truth": truth,
+        }
+    }
 
 
 def against(reference: dict[str, dict], candidate: dict[str, dict]) -> dict[str, dict]:
-    """Per split: the candidate's MAE, its change from the reference's, and how far
-    its predictions are from the reference's (mean and largest)."""
+    """Per split: the candidate's MAE, its change from the reference's, how far its
+    predictions are from the reference's (mean and largest) and the largest change
+    of a log-variance (twice the log of the published std's ratio)."""
     out = {}
     for key, ref in reference.items():
         got = candidate[key]
@@ -95,8 +108,25 @@ def against(reference: dict[str, dict], candidate: dict[str, dict]) -> dict[str,
             "mae_minus_fp32": round(got["mae"] - ref["mae"], 4),
             "pred_mean_abs_diff": round(float(moved.mean()), 4),
             "pred_max_abs_diff": round(float(moved.max()), 4),
+            "log_var_max_abs_diff": round(
+                float(np.abs(2 * np.log(got["std"] / ref["std"])).max()), 4
+            ),
         }
     return out
+
+
+def output_diffs(reference: Path, candidate: Path, feeds: list[dict]) -> dict[str, float]:
+    """Largest |candidate - reference| per output over the feeds (inf for a NaN)."""
+    from edge_msa.backends import create_session
+
+    ref, got = create_session(reference, "cpu"), create_session(candidate, "cpu")
+    names = [o.name for o in ref.get_outputs()]
+    worst = dict.fromkeys(names, 0.0)
+    for feed in feeds:
+        for name, a, b in zip(names, ref.run(names, feed), got.run(names, feed), strict=True):
+            diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+            worst[name] = max(worst[name], float(np.nan_to_num(diff, nan=np.inf).max()))
+    return {k: round(v, 4) for k, v in worst.items()}
 
 
 def cpu_ms(graph: Path, feeds: list[dict[str, np.ndarray]], repeats: int = 3) -> float:
