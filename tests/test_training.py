@@ -308,9 +308,13 @@ def test_shipped_manifests_record_the_recipe_their_config_holds():
 
     face = json.loads((REPO / "models" / "face" / "manifest.json").read_text())
     cfg = load(FaceConfig, REPO / "configs" / "face.toml")
+    export_keys = ("flip", "fp32_convs")  # how the checkpoint was exported, not trained
     for key, value in face["training"]["args"].items():
-        if hasattr(cfg, key) and key not in ("limit", "state_dir", "out"):  # places, not recipe
+        if hasattr(cfg, key) and key not in ("limit", "state_dir", "out", *export_keys):
             assert getattr(cfg, key) == value, key
+    for key in export_keys:
+        assert getattr(cfg, key) == face["config"][key], key
+    assert face["flip_average_in_graph"] == cfg.flip
     voice = json.loads((REPO / "models" / "voice" / "manifest.json").read_text())
     vcfg = load(VoiceConfig, REPO / "configs" / "voice.toml")
     assert vcfg.context == voice["config"]["context"]
