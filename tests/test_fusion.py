@@ -210,6 +210,23 @@ def test_text_alone_keeps_the_chosen_share_of_the_fusions_correction():
     assert tried[1.0]["mosi_dev/text"] > tried[0.0]["mosi_dev/text"] + 0.005
 
 
+def test_text_alone_has_its_own_std_temperature(tmp_path, fusion):
+    """The std of a text-only result is scaled by temperature_text_alone (fitted on the
+    text-only validation cases); with audio too, by the temperature of every case."""
+    folder = tmp_path / "fusion"
+    shutil.copytree(REPO / "models" / "fusion", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    shipped_alone = manifest.get("temperature_text_alone", manifest["temperature"])
+    manifest["temperature_text_alone"] = 2 * manifest["temperature"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    items = [_item(text=_text()), _item(text=_text(), audio=_audio())]
+    shipped, doubled = fusion.predict_batch(items), FusionModel(folder).predict_batch(items)
+    ratio = 2 * manifest["temperature"] / shipped_alone
+    assert doubled[0].std == pytest.approx(shipped[0].std * ratio, rel=1e-5)
+    assert doubled[0].score == shipped[0].score
+    assert doubled[1].std == pytest.approx(shipped[1].std, rel=1e-6)
+
+
 def test_own_heads_see_only_their_own_modality():
     """outputs.<modality> are the own heads: each reads its modality before any
     cross-modal attention, so changing another modality leaves it as it was,

@@ -9,7 +9,9 @@ published per-modality estimates are the own ones; a graph exported before
 the own heads existed has none, and then the fused tokens' stand in.
 ``temperature`` (fitted on validation data, in the manifest) scales the
 fused std so that about 68% of validation labels fall within ±1σ;
-``own_temperature`` does the same for each own head.
+``temperature_text_alone`` replaces it when the text is the only modality
+(fitted on the text-only validation cases); ``own_temperature`` does the
+same for each own head.
 With nothing usable the graph answers from its learned query alone: the
 prior of the training labels.
 """
@@ -53,15 +55,14 @@ class FusionModel:
         manifest = load_manifest(model_dir, "edge-msa train --config FILE")
         self.name = f"{manifest['name']}@{manifest['version']}"
         self.temperature = float(manifest["temperature"])
+        self.temperature_alone = float(manifest.get("temperature_text_alone", self.temperature))
         own_temperature = manifest.get("own_temperature", {})
         self.own_temperature = {
             m: float(own_temperature.get(m, self.temperature)) for m in MODALITIES
         }
         # The backend's graph: dynamic INT8 on the CPU, the TensorRT-ready one on a GPU.
         self.graph = model_file(model_dir, manifest, backend)
-        self._session = create_session(
-            self.graph, backend, threads, warmup=batch([FusionInputs()])
-        )
+        self._session = create_session(self.graph, backend, threads, warmup=batch([FusionInputs()]))
         names = {o.name for o in self._session.get_outputs()}
         self._per_modality = OWN if set(OWN) <= names else BEFORE_OWN
 
@@ -79,12 +80,13 @@ class FusionModel:
                 feed["present"][i, 1] > 0,
                 feed["present"][i, 2] > 0,
             )
+            alone = took_part[0] and not any(took_part[1:])
             out.append(
                 FusionOutput(
                     score=float(mean[i]),
-                    std=self._std(log_var[i]),
+                    std=_std(log_var[i], self.temperature_alone if alone else self.temperature),
                     modality={
-                        m: (float(m_mean[i, k]), self._std(m_log_var[i, k], m))
+                        m: (float(m_mean[i, k]), _std(m_log_var[i, k], self.own_temperature[m]))
                         for k, m in enumerate(MODALITIES)
                         if took_part[k]
                     },
@@ -96,6 +98,6 @@ class FusionModel:
             )
         return out
 
-    def _std(self, log_var: float, modality: str | None = None) -> float:
-        scale = self.temperature if modality is None else self.own_temperature[modality]
-        return math.sqrt(math.exp(float(log_var))) * scale
+
+def _std(log_var: float, temperature: float) -> float:
+    return math.sqrt(math.exp(float(log_var))) * temperature

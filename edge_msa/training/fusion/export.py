@@ -7,9 +7,11 @@
   validation MAE is within 0.005 of FP32 and it is faster; both measured;
 - the std temperature fitted on the pooled validation feeds, each feed
   weighing the same (not those whose scores stand for classes: MELD, RAVDESS),
-  so that ±1σ covers 68.27%; one more per own head (``own_temperature``: each modality
-  alone, what a result's ``outputs.<modality>`` publishes), on the rows where
-  that modality is given;
+  so that ±1σ covers 68.27%; and one for the text alone
+  (``temperature_text_alone``), fitted the same way on the text-only feeds:
+  one scale for every case left text-only MOSEI at 76% and MOSI at 66%; one
+  more per own head (``own_temperature``: each modality alone, what a result's
+  ``outputs.<modality>`` publishes), on the rows where that modality is given;
 - ``manifest.json``: data, command, git revision, metrics, timing, sha256.
 """
 
@@ -44,6 +46,11 @@ def load_checkpoint(path: Path):
     return model.eval()
 
 
+def _text_alone(feed: dict[str, np.ndarray]) -> bool:
+    """Every row of the feed has the text and nothing else."""
+    return bool((feed["present"][:, 0] > 0).all() and not feed["present"][:, 1:].any())
+
+
 def choose_text_alone(model, feeds: dict, class_sets: list[str]) -> tuple[float, dict]:
     """The share of the fusion's correction of the text model's score kept when the
     text is alone, and the validation errors of each share tried.
@@ -59,11 +66,7 @@ def choose_text_alone(model, feeds: dict, class_sets: list[str]) -> tuple[float,
     from edge_msa.data.class_metrics import three_class
     from edge_msa.publishing.result import polarity
 
-    cases = {
-        k: (f, y)
-        for k, (f, y) in feeds.items()
-        if (f["present"][:, 0] > 0).all() and not f["present"][:, 1:].any()
-    }
+    cases = {k: (f, y) for k, (f, y) in feeds.items() if _text_alone(f)}
     if not model.text_score or not cases:
         return 1.0, {}
     model.text_alone = 1.0
@@ -230,13 +233,23 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
     # the scale for MOSI's 229 and the RAVDESS clips.
     weight = np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in scored])
     temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all, weight)
+    alone = [k for k in scored if _text_alone(feeds[k][0])]
+    temperature_alone = (
+        fit_temperature(
+            np.concatenate([outs["fp32"][k]["mean"] for k in alone]),
+            np.concatenate([outs["fp32"][k]["log_var"] for k in alone]),
+            np.concatenate([feeds[k][1] for k in alone]),
+            np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in alone]),
+        )
+        if alone
+        else temperature
+    )
     own_temperature, own_mae = own_calibration(
         {k: outs["fp32"][k] for k in scored}, {k: feeds[k] for k in scored}
     )
+    scale = {k: temperature_alone if _text_alone(f) else temperature for k, (f, _) in feeds.items()}
     metrics = {
-        variant: {
-            key: metrics_of(o, feeds[key][1], temperature) for key, o in outs[variant].items()
-        }
+        variant: {key: metrics_of(o, feeds[key][1], scale[key]) for key, o in outs[variant].items()}
         for variant in outs
     }
     # The first feed is "present": every modality there, the costliest case.
@@ -254,6 +267,7 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
         "version": VERSION,
         "file": chosen.name,
         "temperature": round(temperature, 4),
+        "temperature_text_alone": round(temperature_alone, 4),
         "text_alone": {"share": model.text_alone, "valid_error_by_share": text_alone_tried},
         "own_temperature": own_temperature,
         "own_mae_valid_fp32": own_mae,
