@@ -158,6 +158,16 @@ def fit_temperature(
     return float(ratio[order][np.searchsorted(cum, ONE_SIGMA)])
 
 
+def feeds_temperature(outs: dict[str, dict], feeds: dict, keys: list[str]) -> float:
+    """The std temperature over these validation feeds, each feed weighing the same
+    (MOSEI valid's 1,861 rows would otherwise set the scale for MOSI's 229)."""
+    mean = np.concatenate([outs[k]["mean"] for k in keys])
+    log_var = np.concatenate([outs[k]["log_var"] for k in keys])
+    y = np.concatenate([feeds[k][1] for k in keys])
+    weight = np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in keys])
+    return fit_temperature(mean, log_var, y, weight)
+
+
 def own_calibration(outs: dict[str, dict], feeds: dict) -> tuple[dict, dict]:
     """Per modality: the own head's std temperature and its MAE, pooled over the
     validation rows where the modality is given."""
@@ -227,23 +237,9 @@ def export(checkpoint: Path, out_dir: Path, valid_feeds: dict, info: dict) -> di
             parity, max(float(np.abs(ref[n] - outs["fp32"][key][n]).max()) for n in OUTPUT_NAMES)
         )
     scored = [k for k in feeds if k.split("/")[0] not in info.get("nominal_sets", [])]
-    pooled = {v: np.concatenate([outs["fp32"][k][v] for k in scored]) for v in ("mean", "log_var")}
-    y_all = np.concatenate([feeds[k][1] for k in scored])
-    # Each feed weighs the same: MOSEI valid's 1,861 rows would otherwise set
-    # the scale for MOSI's 229 and the RAVDESS clips.
-    weight = np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in scored])
-    temperature = fit_temperature(pooled["mean"], pooled["log_var"], y_all, weight)
+    temperature = feeds_temperature(outs["fp32"], feeds, scored)
     alone = [k for k in scored if _text_alone(feeds[k][0])]
-    temperature_alone = (
-        fit_temperature(
-            np.concatenate([outs["fp32"][k]["mean"] for k in alone]),
-            np.concatenate([outs["fp32"][k]["log_var"] for k in alone]),
-            np.concatenate([feeds[k][1] for k in alone]),
-            np.concatenate([np.full(len(feeds[k][1]), 1.0 / len(feeds[k][1])) for k in alone]),
-        )
-        if alone
-        else temperature
-    )
+    temperature_alone = feeds_temperature(outs["fp32"], feeds, alone) if alone else temperature
     own_temperature, own_mae = own_calibration(
         {k: outs["fp32"][k] for k in scored}, {k: feeds[k] for k in scored}
     )
