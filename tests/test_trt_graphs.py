@@ -4,8 +4,9 @@
   ConvInteger): the text model's and the fusion model's GPU graphs (FP16 or
   static INT8 QDQ, as scripts/build_trt_graphs.py chose) and the face
   expression CNN's QDQ graph (its only graph);
-- each matches its FP32 graph on ONNX Runtime's CPU provider within the
-  tolerances below, on real inputs: sentences and fusion features from
+- each matches its FP32 graph on ONNX Runtime's CPU provider within the limits
+  the build rule chose it by (``OUTPUT_TOLERANCE``, edge_msa/training/graphs/
+  build.py), on real inputs: sentences and fusion features from
   calibration/ (MOSI/MOSEI train) and hand-written sentences; the FP32 graphs
   are recovered from the shipped dynamic INT8 graphs, as the manifest's
   ``tensorrt.fp32`` says, and must hash to the sha256 recorded there;
@@ -34,9 +35,6 @@ from tests.conftest import REPO
 FORBIDDEN = {"MatMulInteger", "DynamicQuantizeLinear", "ConvInteger"}
 CPU = {"CPUExecutionProvider"}
 GPU = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
-# Largest |TensorRT graph - FP32 graph| per output on the inputs below: the limits the
-# build rule chose the graphs by (edge_msa/training/graphs/build.py OUTPUT_TOLERANCE).
-TOLERANCE = OUTPUT_TOLERANCE
 OWN = {"own_mean", "own_log_var"}  # graphs exported before the own heads lack them
 SENTENCES = [
     "i loved it",
@@ -111,9 +109,6 @@ def fp32(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-_worst = output_diffs
-
-
 def test_text_graph_matches_fp32(fp32):
     from edge_msa.encoders.text import TextEncoder
     from edge_msa.training.graphs.calibration import text_feeds
@@ -121,10 +116,10 @@ def test_text_graph_matches_fp32(fp32):
     encoder = TextEncoder(model_dir("text"))
     feeds = text_feeds(REPO / _manifest("text")["tensorrt"]["calibration"]["file"])[:12]
     feeds += [encoder._feed([s]) for s in SENTENCES] + [encoder._feed(SENTENCES)]  # padded too
-    worst = _worst(fp32["text"], _gpu_graph("text"), feeds)
-    assert set(worst) == set(TOLERANCE["text"])
+    worst = output_diffs(fp32["text"], _gpu_graph("text"), feeds)
+    assert set(worst) == set(OUTPUT_TOLERANCE["text"])
     for name, diff in worst.items():
-        assert diff <= TOLERANCE["text"][name], (name, diff)
+        assert diff <= OUTPUT_TOLERANCE["text"][name], (name, diff)
 
 
 def test_fusion_graph_matches_fp32(fp32):
@@ -135,10 +130,10 @@ def test_fusion_graph_matches_fp32(fp32):
     calibration = REPO / _manifest("fusion")["tensorrt"]["calibration"]["file"]
     rows = fusion_feeds(calibration, 1)[: 2 * len(CASES)]  # every modality combination, twice
     feeds = rows + encoder_feeds + fusion_feeds(calibration, 8)[:2]
-    worst = _worst(fp32["fusion"], _gpu_graph("fusion"), feeds)
-    assert set(worst) in (set(TOLERANCE["fusion"]), set(TOLERANCE["fusion"]) - OWN)
+    worst = output_diffs(fp32["fusion"], _gpu_graph("fusion"), feeds)
+    assert set(worst) in (set(OUTPUT_TOLERANCE["fusion"]), set(OUTPUT_TOLERANCE["fusion"]) - OWN)
     for name, diff in worst.items():
-        assert diff <= TOLERANCE["fusion"][name], (name, diff)
+        assert diff <= OUTPUT_TOLERANCE["fusion"][name], (name, diff)
 
 
 def _predict(sentences: list[str]):

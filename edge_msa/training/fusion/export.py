@@ -69,9 +69,10 @@ def choose_text_alone(model, feeds: dict, class_sets: list[str]) -> tuple[float,
     cases = {k: (f, y) for k, (f, y) in feeds.items() if _text_alone(f)}
     if not model.text_score or not cases:
         return 1.0, {}
+    model.text_alone = 0.0  # the text model's score, as the graph reads it
+    score = {k: run_torch(model, f)["mean"] for k, (f, _) in cases.items()}
     model.text_alone = 1.0
     fused = {k: run_torch(model, f)["mean"] for k, (f, _) in cases.items()}
-    score = {k: 3.0 * np.clip(f["text"][:, -1], -0.995, 0.995) for k, (f, _) in cases.items()}
 
     def errors(share: float) -> dict[str, float]:
         out = {}

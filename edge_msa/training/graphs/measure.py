@@ -64,14 +64,7 @@ def predictions(data: Path, graphs: dict[str, Path], encoder_only: bool) -> dict
     out = {}
     with models_with(graphs):
         for key, (labels, split) in SPLITS.items():
-            m = evaluate_text(data / labels, split, encoder_only=encoder_only)
-            mean, std, truth = m["_arrays"]
-            out[key] = {
-                "mae": float(m["mae"]),
-                "pred": np.asarray(mean),
-                "std": std,
-                "truth": truth,
-            }
+            out[key] = _scored(evaluate_text(data / labels, split, encoder_only=encoder_only))
     return out
 
 
@@ -83,15 +76,13 @@ def speech_predictions(data: Path, graphs: dict[str, Path]) -> dict[str, dict]:
     labels, split = SPLITS["mosi_dev"]
     with models_with(graphs):
         m = evaluate_speech(data / labels, split, text="simulated")
-    mean, std, truth = m["_arrays"]
-    return {
-        "mosi_dev_speech": {
-            "mae": float(m["mae"]),
-            "pred": np.asarray(mean),
-            "std": std,
-            "truth": truth,
-        }
-    }
+    return {"mosi_dev_speech": _scored(m)}
+
+
+def _scored(result: dict) -> dict:
+    """An evaluation's MAE and its per-row predictions, stds and labels."""
+    mean, std, truth = result["_arrays"]
+    return {"mae": float(result["mae"]), "pred": np.asarray(mean), "std": std, "truth": truth}
 
 
 def against(reference: dict[str, dict], candidate: dict[str, dict]) -> dict[str, dict]:
