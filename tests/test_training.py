@@ -272,6 +272,54 @@ def test_cutmix_pastes_one_box_of_another_face_and_says_how_much():
         assert 0.0 <= own <= 1.0 and sorted(other.tolist()) == [0, 1, 2, 3]
 
 
+def _finished_face_run(state: Path, seed: int) -> dict:
+    """A state folder as a finished run leaves it (history.json, best.pt) for a tiny net."""
+    import torch
+
+    from edge_msa.training.face.net import build_net
+
+    record = {"widths": [4, 8], "reps": [1, 1], "dropout": 0.1, "embed": None}
+    torch.manual_seed(seed)
+    state.mkdir(parents=True)
+    torch.save(build_net(record).state_dict(), state / "best.pt")
+    (state / "history.json").write_text(json.dumps({"args": record, "history": []}))
+    return record
+
+
+def test_teachers_loss_is_zero_only_when_the_student_agrees(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.config import ConfigError
+    from edge_msa.training.face.distill import Teachers
+
+    for i in range(2):
+        _finished_face_run(tmp_path / f"t{i}", seed=i)
+    teachers = Teachers([tmp_path / "t0", tmp_path / "t1"], temperature=4.0)
+    x = torch.randn(5, 1, 40, 40)
+    agreeing = torch.log(teachers.probs(x)) * 4.0  # softmax(agreeing / T) = their mean
+    assert teachers.loss(agreeing, x).item() == pytest.approx(0.0, abs=1e-5)
+    assert teachers.loss(torch.zeros(5, 7), x).item() > 1e-4
+    with pytest.raises(ConfigError, match="^teachers: .*nothing holds no finished run"):
+        Teachers([tmp_path / "nothing"], 4.0)
+
+
+def test_face_training_with_teachers_records_them(tmp_path):
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.training.face.config import FaceConfig
+    from edge_msa.training.face.fit import train
+
+    _finished_face_run(tmp_path / "teacher", seed=0)
+    data = tmp_path / "data"
+    _fer(data / "fer2013" / "fer2013_Training.npz", 4, 0)
+    _fer(data / "fer2013" / "fer2013_PublicTest.npz", 2, 1)
+    cfg = FaceConfig(data=str(data), state_dir=str(tmp_path / "student"), epochs=1,
+                     batch_size=8, widths=[4, 8], reps=[1, 1], threads=1, cutmix=0.5,
+                     teachers=[str(tmp_path / "teacher")], distill=0.7)
+    train(cfg.args())
+    history = json.loads((tmp_path / "student" / "history.json").read_text())
+    assert history["args"]["teachers"] == [str(tmp_path / "teacher")]
+    assert history["epoch"] == 1 and np.isfinite(history["history"][0]["loss"])
+
+
 # ---------------------------------------------------------------- config, manifest
 
 

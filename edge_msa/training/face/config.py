@@ -36,6 +36,11 @@ class FaceConfig(Strict):
     class_weight_power: float = 0.3
     erase_p: float = 0.25
     cutmix: float = Field(0.0, ge=0.0, le=1.0)  # share of batches mixed by CutMix
+    # Finished runs' state folders whose best checkpoints teach this one (distillation);
+    # `distill` is their share of the loss, `distill_t` the softening temperature.
+    teachers: list[str] = []
+    distill: float = Field(0.5, ge=0.0, le=1.0)
+    distill_t: float = Field(4.0, gt=0.0)
     seed: int = 0
     limit: int = 0  # train on the first N faces only (smoke tests)
     threads: int = 2
@@ -53,6 +58,7 @@ class FaceConfig(Strict):
                 "state": expand(self.state_dir),
                 "out": expand(self.out),
                 "calibration": expand(self.calibration),
+                "teachers": [expand(t) for t in self.teachers],
             },
             record=self.model_dump(),
         )

@@ -14,7 +14,7 @@ from torch import nn
 from edge_msa.config import ConfigError
 from edge_msa.hashing import sha256_file
 from edge_msa.training.face.fit import log
-from edge_msa.training.face.net import CROP, FULL, Deployed, FaceNet, build_net
+from edge_msa.training.face.net import CROP, FULL, Deployed, FaceNet, finished_run, load_best
 from edge_msa.training.manifest import write_manifest
 from edge_msa.types import FACE_EMOTIONS
 
@@ -28,18 +28,14 @@ def export(args: SimpleNamespace, command: str) -> dict:
     """Export the best checkpoint in the state folder; returns the manifest."""
     from edge_msa.evaluation.face_eval import evaluate_face
 
-    history, best = args.state / "history.json", args.state / "best.pt"
-    if not history.is_file() or not best.is_file():
+    if not finished_run(args.state):
         raise ConfigError(
             f"state_dir: {args.state} holds no finished run; train first (without --export-only)"
         )
     if not args.calibration.is_file():
         raise ConfigError(f"calibration: {args.calibration} not found (INT8 calibration faces)")
     args.out.mkdir(parents=True, exist_ok=True)
-    record = json.loads(history.read_text())
-    net = build_net(record["args"])
-    net.load_state_dict(torch.load(best, weights_only=True))
-    net.eval()
+    net, record = load_best(args.state)
     fp32 = args.state / "expression.fp32.onnx"
     export_onnx(Deployed(net, flip_average=args.flip), fp32)
     int8 = args.out / MODEL_FILE

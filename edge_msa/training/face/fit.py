@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from edge_msa.training.face.data import augment, centre, class_weights, cutmix, load_split
+from edge_msa.training.face.distill import Teachers
 from edge_msa.training.face.net import FaceNet, build_net
 from edge_msa.types import FACE_EMOTIONS
 
@@ -79,6 +80,7 @@ def train(args: SimpleNamespace) -> None:
     loss_fn = nn.CrossEntropyLoss(
         weight=class_weights(labels, args.class_weight_power), label_smoothing=args.label_smoothing
     )
+    teachers = Teachers(args.teachers, args.distill_t) if args.teachers else None
     state = resume(net, opt, gen, args)
     state.setdefault("train_faces", len(images))
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
@@ -107,6 +109,8 @@ def train(args: SimpleNamespace) -> None:
             else:
                 logits, _ = net(x)
                 loss = loss_fn(logits, y)
+            if teachers:
+                loss = (1 - args.distill) * loss + args.distill * teachers.loss(logits, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

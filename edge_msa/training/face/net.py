@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -57,6 +60,18 @@ def build_net(settings) -> FaceNet:
     """From a config's settings (an object or a checkpoint's dict)."""
     get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k, None)
     return FaceNet(tuple(get("widths")), tuple(get("reps")), get("dropout"), get("embed"))
+
+
+def load_best(state: Path) -> tuple[FaceNet, dict]:
+    """A finished run's best checkpoint (eval mode) and its history.json record."""
+    record = json.loads((state / "history.json").read_text())
+    net = build_net(record["args"])
+    net.load_state_dict(torch.load(state / "best.pt", weights_only=True))
+    return net.eval(), record
+
+
+def finished_run(state: Path) -> bool:
+    return (state / "history.json").is_file() and (state / "best.pt").is_file()
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
