@@ -253,3 +253,47 @@ def test_a_break_in_the_stream_closes_the_utterance(
     assert first.closed_by == "gap"
     assert abs(first.t0 - truth[0]) < TOLERANCE_S and first.t1 <= cut / SAMPLE_RATE + 0.01
     assert rest and all(u.t0 >= cut / SAMPLE_RATE + 5.0 for u in rest)
+
+
+class _Scripted:
+    """A VAD that says what the test wants: one probability per window, in order."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self._probs = list(probs)
+
+    def probs(self, samples: np.ndarray) -> np.ndarray:
+        count = len(samples) // WINDOW
+        out, self._probs = self._probs[:count], self._probs[count:]
+        return np.array(out, np.float32)
+
+    def reset(self) -> None:
+        pass
+
+
+def test_a_loud_window_keeps_a_shout_going_but_a_quiet_one_does_not() -> None:
+    """After a confident start, windows Silero scores 0.3 stay speech while they are
+    as loud as the start (a shout), and end it when they are 20 dB quieter."""
+    probs = [0.0] * 10 + [0.9] * 3 + [0.3] * 30 + [0.0] * 30
+    loud = np.full(WINDOW, 0.3, np.float32)
+    for later_db, kept_s in ((0.0, 33 * WINDOW / SAMPLE_RATE), (-20.0, 3 * WINDOW / SAMPLE_RATE)):
+        windows = [loud * 0] * 10 + [loud] * 3 + [loud * 10 ** (later_db / 20)] * 30
+        audio = np.concatenate(windows + [loud * 0] * 30)
+        (utterance,) = segment(Segmenter(_Scripted(probs), min_speech_ms=50), audio, WINDOW)
+        assert utterance.t1 - utterance.t0 == pytest.approx(kept_s, abs=1e-3)
+
+
+@pytest.mark.parametrize("clip", ["03-01-05-02-01-01-06", "03-01-05-02-02-01-06",
+                                  "03-01-05-02-01-02-06"])
+def test_shouted_anger_is_one_utterance(vad: SileroVad, clip: str) -> None:
+    """Strong anger of RAVDESS actor 06: Silero's probability sags inside the shout;
+    the utterance still covers most of the loud span (before: none, or under 0.3 s)."""
+    from edge_msa.data.voice_corpus import load_audio_16k
+    from tests.conftest import need_data
+
+    path = need_data("ravdess_speech", "Actor_06", f"{clip}.flac")
+    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), load_audio_16k(path),
+                            np.zeros(SAMPLE_RATE, np.float32)])
+    start, end = speech_span(audio)
+    (utterance,) = segment(Segmenter(vad), audio, 1600)
+    covered = min(utterance.t1, end / SAMPLE_RATE) - max(utterance.t0, start / SAMPLE_RATE)
+    assert covered >= 0.6 * (end - start) / SAMPLE_RATE, (utterance.t0, utterance.t1)
