@@ -40,9 +40,10 @@ MAX_GAP_S = 1.0
 # How far the end-of-speech threshold sits below the start threshold.
 _HYSTERESIS = 0.15
 # Shouted speech: inside a shout Silero's probability often sags to 0.2-0.45
-# although a confident window opened the utterance (RAVDESS strong anger: 7 of
-# 1,080 clips lost, 7 cut under 1 s). A window at least LOUD_FLOOR probable and
-# within LOUD_DB of the loudest speech so far keeps the utterance going.
+# although a confident window opened the utterance (RAVDESS, strong emotion: 7
+# of 1,080 clips lost and 13 cut under 1 s; scripts/vad_coverage.py). A window
+# at least LOUD_FLOOR probable and within LOUD_DB of the loudest speech so far
+# keeps the utterance going.
 LOUD_FLOOR = 0.15
 LOUD_DB = 10.0
 

@@ -109,7 +109,7 @@ def train(args: SimpleNamespace) -> None:
             else:
                 logits, _ = net(x)
                 loss = loss_fn(logits, y)
-            if teachers:
+            if teachers is not None:
                 loss = (1 - args.distill) * loss + args.distill * teachers.loss(logits, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
