@@ -6,11 +6,14 @@ frames, mean over those and the next 50). A logistic regression per layer on the
 voice training's folds (grouped CV without the held-out people, no augmented
 views) and one score on the held-out people of configs/voice.toml.
 
-    OMP_NUM_THREADS=1 python scripts/voice_layer_probe.py    # about 5 minutes
+    OMP_NUM_THREADS=1 python scripts/voice_layer_probe.py            # about 5 minutes
+    OMP_NUM_THREADS=1 python scripts/voice_layer_probe.py --views    # with the training's
+        # augmented views in the training folds (about 15 minutes more)
 """
 
 from __future__ import annotations
 
+import argparse
 import struct
 from math import sqrt
 from pathlib import Path
@@ -21,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from edge_msa.data.voice_augment import AUGMENTS, augment
 from edge_msa.data.voice_corpus import (
     balanced_weights,
     emodb_files,
@@ -124,8 +128,8 @@ def runtime_mel(asr: SpeechRecognizer, audio: np.ndarray) -> np.ndarray:
     return np.asarray(_pad_or_trim(features[:, : min(content, size)], size), np.float32)
 
 
-def pooled_layers(files: list[Path], cache: Path) -> np.ndarray:
-    """(clips, layers + 1, 3 x 384) pooled outputs, cached by file names."""
+def pooled_layers(files: list[Path], cache: Path, kind: str | None = None) -> np.ndarray:
+    """(clips, layers + 1, 3 x 384) pooled outputs (of the ``kind`` view), cached."""
     if cache.exists():
         data = np.load(cache)
         if list(data["names"]) == [f.name for f in files]:
@@ -135,6 +139,8 @@ def pooled_layers(files: list[Path], cache: Path) -> np.ndarray:
     rows = []
     for path in files:
         audio = load_audio_16k(path)
+        if kind:
+            audio = augment(audio, kind, path.name)
         outputs = encoder(runtime_mel(asr, audio))
         n = min(duration_frames(audio.size), len(outputs[0]))
         rows.append([np.concatenate([o[:n].mean(0), o[:n].std(0), o[: n + CONTEXT].mean(0)])
@@ -144,9 +150,13 @@ def pooled_layers(files: list[Path], cache: Path) -> np.ndarray:
     return layers
 
 
-def fit(x, y, corpus, c):
+def fit(x, y, corpus, c, views=()):
+    """Weights balanced over the original clips; each view repeats them."""
+    n = 1 + len(views)
+    w = np.tile(balanced_weights(y, corpus, True), n)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-    return model.fit(x, y, logisticregression__sample_weight=balanced_weights(y, corpus, True))
+    xs = np.concatenate([x, *views])
+    return model.fit(xs, np.tile(y, n), logisticregression__sample_weight=w)
 
 
 def probs_of(model, x) -> np.ndarray:
@@ -155,16 +165,20 @@ def probs_of(model, x) -> np.ndarray:
     return out
 
 
-def grouped_cv(x, y, groups, corpus, folds, c) -> float:
+def grouped_cv(x, y, groups, corpus, folds, c, views=()) -> float:
     fold = group_folds(groups, corpus, folds)
     probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
     for f in np.unique(fold):
         test = fold == f
-        probs[test] = probs_of(fit(x[~test], y[~test], corpus[~test], c), x[test])
+        model = fit(x[~test], y[~test], corpus[~test], c, [v[~test] for v in views])
+        probs[test] = probs_of(model, x[test])
     return score_of(corpus_scores(y, probs, groups, corpus))
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", action="store_true", help="train with the augmented views")
+    args = parser.parse_args()
     cfg = VoiceConfig(**read_toml("configs/voice.toml"))
     root = expand(cfg.data)
     emodb = emodb_files(root / "emodb")
@@ -175,16 +189,24 @@ def main() -> None:
     y = np.array([VOICE_EMOTIONS.index(e) for e in labels])
     corpus = np.array(["emodb"] * len(emodb) + ["ravdess"] * len(ravdess))
     expand(cfg.cache).mkdir(parents=True, exist_ok=True)
-    layers = pooled_layers(files, expand(cfg.cache) / "encoder_layers.npz")
+    cache = expand(cfg.cache)
+    layers = pooled_layers(files, cache / "encoder_layers.npz")
+    augments = AUGMENTS if args.views else ()
+    views = [pooled_layers(files, cache / f"encoder_layers_{k}.npz", k) for k in augments]
     held = np.isin(groups, list(cfg.holdout_speakers))
     names = [f"layer {i + 1}" for i in range(layers.shape[1] - 1)] + ["final norm (shipped)"]
-    sets = {name: layers[:, i] for i, name in enumerate(names)}
-    sets["layer 2 + final norm"] = np.concatenate([layers[:, 1], layers[:, -1]], axis=1)
+    def pick(data: np.ndarray) -> dict[str, np.ndarray]:
+        out = {name: data[:, i] for i, name in enumerate(names)}
+        out["layer 2 + final norm"] = np.concatenate([data[:, 1], data[:, -1]], axis=1)
+        return out
+
+    sets, view_sets = pick(layers), [pick(v) for v in views]
     print("features | C | grouped CV (RAVDESS/EmoDB mean) | held out: RAVDESS, EmoDB UAR")
     for name, x in sets.items():
+        xv = [v[name][~held] for v in view_sets]
         for c in C_GRID:
-            cv = grouped_cv(x[~held], y[~held], groups[~held], corpus[~held], cfg.folds, c)
-            model = fit(x[~held], y[~held], corpus[~held], c)
+            cv = grouped_cv(x[~held], y[~held], groups[~held], corpus[~held], cfg.folds, c, xv)
+            model = fit(x[~held], y[~held], corpus[~held], c, xv)
             scores = corpus_scores(y[held], probs_of(model, x[held]), groups[held], corpus[held])
             out = ", ".join(f"{k} {s['uar_pooled']:.3f}" for k, s in scores.items())
             print(f"{name} | {c} | {cv:.3f} | {out}", flush=True)
