@@ -188,13 +188,14 @@ def main() -> None:
     labels = [emodb_label(f)[1] for f in emodb] + [e for _, _, e in ravdess]
     y = np.array([VOICE_EMOTIONS.index(e) for e in labels])
     corpus = np.array(["emodb"] * len(emodb) + ["ravdess"] * len(ravdess))
-    expand(cfg.cache).mkdir(parents=True, exist_ok=True)
     cache = expand(cfg.cache)
+    cache.mkdir(parents=True, exist_ok=True)
     layers = pooled_layers(files, cache / "encoder_layers.npz")
     augments = AUGMENTS if args.views else ()
     views = [pooled_layers(files, cache / f"encoder_layers_{k}.npz", k) for k in augments]
     held = np.isin(groups, list(cfg.holdout_speakers))
     names = [f"layer {i + 1}" for i in range(layers.shape[1] - 1)] + ["final norm (shipped)"]
+
     def pick(data: np.ndarray) -> dict[str, np.ndarray]:
         out = {name: data[:, i] for i, name in enumerate(names)}
         out["layer 2 + final norm"] = np.concatenate([data[:, 1], data[:, -1]], axis=1)
