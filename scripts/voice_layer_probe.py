@@ -165,14 +165,14 @@ def probs_of(model, x) -> np.ndarray:
     return out
 
 
-def grouped_cv(x, y, groups, corpus, folds, c, views=()) -> float:
+def grouped_cv(x, y, groups, corpus, folds, c, views=()) -> dict:
     fold = group_folds(groups, corpus, folds)
     probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
     for f in np.unique(fold):
         test = fold == f
         model = fit(x[~test], y[~test], corpus[~test], c, [v[~test] for v in views])
         probs[test] = probs_of(model, x[test])
-    return score_of(corpus_scores(y, probs, groups, corpus))
+    return corpus_scores(y, probs, groups, corpus)
 
 
 def main() -> None:
@@ -202,15 +202,16 @@ def main() -> None:
         return out
 
     sets, view_sets = pick(layers), [pick(v) for v in views]
-    print("features | C | grouped CV (RAVDESS/EmoDB mean) | held out: RAVDESS, EmoDB UAR")
+    print("features | C | grouped CV: mean (per corpus) | held out: UAR per corpus")
     for name, x in sets.items():
         xv = [v[name][~held] for v in view_sets]
         for c in C_GRID:
             cv = grouped_cv(x[~held], y[~held], groups[~held], corpus[~held], cfg.folds, c, xv)
             model = fit(x[~held], y[~held], corpus[~held], c, xv)
             scores = corpus_scores(y[held], probs_of(model, x[held]), groups[held], corpus[held])
+            parts = ", ".join(f"{k} {s['uar_mean']:.3f}" for k, s in cv.items())
             out = ", ".join(f"{k} {s['uar_pooled']:.3f}" for k, s in scores.items())
-            print(f"{name} | {c} | {cv:.3f} | {out}", flush=True)
+            print(f"{name} | {c} | {score_of(cv):.3f} ({parts}) | {out}", flush=True)
 
 
 if __name__ == "__main__":
