@@ -94,8 +94,18 @@ class _Samples:
         return self._parts[0]
 
     def slice(self, a: int, b: int) -> np.ndarray:
+        """A copy of samples ``a`` to ``b``, from the parts that hold them only:
+        the level of each new window must not join the whole utterance so far."""
         a, b = max(a, self.start), min(b, self.end)
-        return self._joined()[a - self.start : b - self.start].copy()
+        pieces, end = [], self.end
+        for part in reversed(self._parts):
+            begin = end - len(part)
+            if begin < b and end > a:
+                pieces.append(part[max(a - begin, 0) : min(b, end) - begin])
+            if begin <= a:
+                break
+            end = begin
+        return np.concatenate(pieces[::-1]) if pieces else np.zeros(0, np.float32)
 
     def forget_before(self, position: int) -> None:
         position = min(position, self.end)
