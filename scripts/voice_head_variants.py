@@ -25,6 +25,7 @@ from edge_msa.training.voice.config import VoiceConfig
 from edge_msa.training.voice.features import features
 from edge_msa.training.voice.run import _corpora
 from edge_msa.training.voice.select import corpus_scores, score_of
+from edge_msa.types import VOICE_EMOTIONS
 
 CONTEXT = 50  # the shipped setting (no prosody)
 HEADS = {
@@ -46,18 +47,29 @@ def weights(y: np.ndarray, corpus: np.ndarray, emodb_share: float | None) -> np.
     return w
 
 
-def grouped_cv(make_head, x, views, y, groups, corpus, folds, emodb_share) -> dict:
+def fit(make_head, x, views, y, corpus, emodb_share=None):
+    """A head on the rows and their augmented views (each view repeats the weights)."""
+    n = 1 + len(views)
+    w = np.tile(weights(y, corpus, emodb_share), n)
+    model = make_pipeline(StandardScaler(), make_head())
+    head = model.steps[-1][0]
+    return model.fit(np.concatenate([x, *views]), np.tile(y, n), **{f"{head}__sample_weight": w})
+
+
+def probs_of(model, x) -> np.ndarray:
+    out = np.zeros((len(x), len(VOICE_EMOTIONS)))
+    out[:, model[-1].classes_] = model.predict_proba(x)
+    return out
+
+
+def grouped_cv(make_head, x, views, y, groups, corpus, folds, emodb_share=None) -> dict:
     fold = group_folds(groups, corpus, folds)
-    probs = np.zeros((len(y), 7))
+    probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
     for f in np.unique(fold):
         train = fold != f
-        w = weights(y[train], corpus[train], emodb_share)
-        xt = np.concatenate([x[train], *(v[train] for v in views)])
-        n = 1 + len(views)
-        model = make_pipeline(StandardScaler(), make_head())
-        head = model.steps[-1][0]
-        model.fit(xt, np.tile(y[train], n), **{f"{head}__sample_weight": np.tile(w, n)})
-        probs[np.ix_(~train, model[-1].classes_)] = model.predict_proba(x[~train])
+        model = fit(make_head, x[train], [v[train] for v in views], y[train], corpus[train],
+                    emodb_share)
+        probs[~train] = probs_of(model, x[~train])
     return corpus_scores(y, probs, groups, corpus)
 
 

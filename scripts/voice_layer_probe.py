@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from voice_head_variants import fit, grouped_cv, probs_of  # scripts/, beside this one
 
 from edge_msa.data.voice_augment import AUGMENTS, augment
 from edge_msa.data.voice_corpus import (
-    balanced_weights,
     emodb_files,
     emodb_label,
-    group_folds,
     load_audio_16k,
     ravdess_training_clips,
 )
@@ -150,31 +147,6 @@ def pooled_layers(files: list[Path], cache: Path, kind: str | None = None) -> np
     return layers
 
 
-def fit(x, y, corpus, c, views=()):
-    """Weights balanced over the original clips; each view repeats them."""
-    n = 1 + len(views)
-    w = np.tile(balanced_weights(y, corpus, True), n)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-    xs = np.concatenate([x, *views])
-    return model.fit(xs, np.tile(y, n), logisticregression__sample_weight=w)
-
-
-def probs_of(model, x) -> np.ndarray:
-    out = np.zeros((len(x), len(VOICE_EMOTIONS)))
-    out[:, model[-1].classes_] = model.predict_proba(x)
-    return out
-
-
-def grouped_cv(x, y, groups, corpus, folds, c, views=()) -> dict:
-    fold = group_folds(groups, corpus, folds)
-    probs = np.zeros((len(y), len(VOICE_EMOTIONS)))
-    for f in np.unique(fold):
-        test = fold == f
-        model = fit(x[~test], y[~test], corpus[~test], c, [v[~test] for v in views])
-        probs[test] = probs_of(model, x[test])
-    return corpus_scores(y, probs, groups, corpus)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--views", action="store_true", help="train with the augmented views")
@@ -206,8 +178,11 @@ def main() -> None:
     for name, x in sets.items():
         xv = [v[name][~held] for v in view_sets]
         for c in C_GRID:
-            cv = grouped_cv(x[~held], y[~held], groups[~held], corpus[~held], cfg.folds, c, xv)
-            model = fit(x[~held], y[~held], corpus[~held], c, xv)
+            def head(c=c):
+                return LogisticRegression(C=c, max_iter=3000)
+
+            cv = grouped_cv(head, x[~held], xv, y[~held], groups[~held], corpus[~held], cfg.folds)
+            model = fit(head, x[~held], xv, y[~held], corpus[~held])
             scores = corpus_scores(y[held], probs_of(model, x[held]), groups[held], corpus[held])
             parts = ", ".join(f"{k} {s['uar_mean']:.3f}" for k, s in cv.items())
             out = ", ".join(f"{k} {s['uar_pooled']:.3f}" for k, s in scores.items())
