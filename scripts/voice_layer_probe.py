@@ -14,7 +14,6 @@ views) and one score on the held-out people of configs/voice.toml.
 from __future__ import annotations
 
 import argparse
-import struct
 from math import sqrt
 from pathlib import Path
 
@@ -30,39 +29,16 @@ from edge_msa.data.voice_corpus import (
     load_audio_16k,
     ravdess_training_clips,
 )
-from edge_msa.encoders.asr import SpeechRecognizer, _pad_or_trim, clean_audio, duration_frames
+from edge_msa.encoders.asr import SpeechRecognizer, clean_audio, duration_frames, encoder_window
 from edge_msa.models import whisper_dir
 from edge_msa.training.settings import expand, read_toml
 from edge_msa.training.voice.config import VoiceConfig
 from edge_msa.training.voice.select import corpus_scores, score_of
+from edge_msa.training.voice.trunk import read_ct2
 from edge_msa.types import VOICE_EMOTIONS
 
-# CTranslate2's DataType order (specs/model_spec.py, _dtype_to_type_id)
-CT2_DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16)
 CONTEXT = 50
 C_GRID = (0.01, 0.03)
-
-
-def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
-    """The variables of a CTranslate2 model.bin whose names start with ``prefix``."""
-    out = {}
-    with open(path, "rb") as f:
-
-        def num(fmt: str):
-            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
-
-        def text() -> str:
-            return f.read(num("H")).decode().rstrip("\x00")
-
-        _version, _spec, _revision = num("I"), text(), num("I")
-        for _ in range(num("I")):
-            name, rank = text(), num("B")
-            dims = [num("I") for _ in range(rank)]
-            dtype, size = CT2_DTYPES[num("B")], num("I")
-            data = f.read(size)
-            if name.startswith(prefix):
-                out[name] = np.frombuffer(data, dtype).reshape(dims).astype(np.float32)
-    return out
 
 
 class WhisperEncoderLayers:
@@ -120,9 +96,8 @@ def gelu(x: np.ndarray) -> np.ndarray:
 def runtime_mel(asr: SpeechRecognizer, audio: np.ndarray) -> np.ndarray:
     """The mel window ``SpeechRecognizer.recognition`` hands its encoder."""
     audio = clean_audio(audio)
-    features = asr.model.feature_extractor(audio)
-    content, size = max(features.shape[-1] - 1, 1), asr.window.mel_frames(len(audio))
-    return np.asarray(_pad_or_trim(features[:, : min(content, size)], size), np.float32)
+    window = encoder_window(asr.model.feature_extractor(audio), asr.window.mel_frames(len(audio)))
+    return np.asarray(window, np.float32)
 
 
 def pooled_layers(files: list[Path], cache: Path, kind: str | None = None) -> np.ndarray:

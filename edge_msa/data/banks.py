@@ -115,7 +115,6 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
     from edge_msa.data.spoken import Listener
     from edge_msa.data.voice_augment import augment
     from edge_msa.data.voice_corpus import VOICE_RECIPE, load_audio_16k
-    from edge_msa.encoders.voice import embed
 
     manifest = load_manifest(default_model_dir(), VOICE_RECIPE)
     settings = manifest["settings"]
@@ -129,8 +128,8 @@ def voice_bank(data: Path) -> dict[str, np.ndarray]:
         original = load_audio_16k(path)
         for j, view in enumerate(views):
             audio = augment(original, view, path.name) if view else original
-            _, frames = listener.asr.recognise(audio, transcribe=False)
-            emb[j, i] = embed(frames, audio, v.use_prosody, v.context_frames)
+            frames = None if v.trunk else listener.asr.recognise(audio, transcribe=False)[1]
+            emb[j, i] = v.embedding(frames, audio)
     speakers = np.array([c[1] for c in clips])
     y = np.array([VOICE_EMOTIONS.index(c[2]) for c in clips])
     per_corpus = bool(manifest.get("config", {}).get("balance_corpora", False))

@@ -139,6 +139,16 @@ class Listener:
         return out
 
 
+    def revoice(self, audio: np.ndarray) -> dict[str, object]:
+        """What a new voice head changes: its probabilities and, for a head on
+        the recogniser's frames (whose window may have changed too), the audio
+        tokens; a head with its own trunk needs no recogniser pass."""
+        if self.voice.trunk is None:
+            heard = self.hear(audio, transcribe=False)
+            return {k: heard[k] for k in ("audio_tokens", "voice_probs", "voice_head")}
+        return {"voice_probs": self.voice.encode(None, audio).probs, "voice_head": self.voice_head}
+
+
 _listener: Listener | None = None
 
 
@@ -178,12 +188,12 @@ def _revoice(row: LabelRow, folder: Path) -> float:
     with np.load(target) as z:
         cached = {k: z[k] for k in z.files}
     voice = Voice(str(cached["voice"]), int(cached["rate"]), int(cached["pitch"]))
-    heard = _listener.hear(speak(str(cached["text"]), voice), transcribe=False)
-    cached.update({k: heard[k] for k in ("audio_tokens", "voice_probs", "voice_head")})
+    heard = _listener.revoice(speak(str(cached["text"]), voice))
+    cached.update(heard)
     tmp = target.with_suffix(".tmp.npz")
     np.savez(tmp, **cached)
     tmp.rename(target)
-    return float(heard["seconds"])
+    return float(cached["seconds"])
 
 
 def build(rows: list[LabelRow], folder: Path, jobs: int, progress: bool = True) -> dict:

@@ -143,11 +143,8 @@ class SpeechRecognizer:
         policy = window or self.window
         audio = clean_audio(audio)
         features = self.model.feature_extractor(audio)
-        # The extractor appends one hop of padding, hence one extra frame; the
-        # decoder loop in faster-whisper makes the same correction.
-        content = max(features.shape[-1] - 1, 1)
         size = policy.mel_frames(len(audio))
-        encoder_output, encode_ms = self._encode(features, content, size)
+        encoder_output, encode_ms = self._encode(features, size)
         frames = window_frames(encoder_output)
         passes = [size]
         if not transcribe:
@@ -161,23 +158,22 @@ class SpeechRecognizer:
         if verdict == LOOP and policy.fallback:
             longer = mel_frames(policy.retry_seconds(size / MEL_PER_SECOND))
             if longer < WINDOW_MEL_FRAMES:
-                output, ms = self._encode(features, content, longer)
+                output, ms = self._encode(features, longer)
                 start = time.perf_counter()
                 transcript, verdict = self._decode_short(output, len(audio), policy)
                 encode_ms, decode_ms = encode_ms + ms, decode_ms + _ms(start)
                 passes.append(longer)
         if verdict != OK and policy.fallback:
-            output, ms = self._encode(features, content, WINDOW_MEL_FRAMES)
+            output, ms = self._encode(features, WINDOW_MEL_FRAMES)
             start = time.perf_counter()
             transcript = self._decode_full(features, output)
             encode_ms, decode_ms = encode_ms + ms, decode_ms + _ms(start)
             passes.append(WINDOW_MEL_FRAMES)
         return Recognition(transcript, frames, _seconds(passes), first, encode_ms, decode_ms)
 
-    def _encode(self, features: np.ndarray, content: int, size: int):
+    def _encode(self, features: np.ndarray, size: int):
         start = time.perf_counter()
-        window = _pad_or_trim(features[:, : min(content, size)], size)
-        encoder_output = self.model.encode(window)
+        encoder_output = self.model.encode(encoder_window(features, size))
         return encoder_output, _ms(start)
 
     def _decode_full(self, features: np.ndarray, encoder_output) -> Transcript:
@@ -326,6 +322,15 @@ def duration_frames(n_samples: int) -> int:
     (the same count as the extractor's mel frames, less its one padding hop, halved)."""
     mel = max(n_samples // (SAMPLE_RATE // 100), 1)
     return min(max(math.ceil(mel / MEL_PER_ENCODER_FRAME), 1), WINDOW_MEL_FRAMES // 2)
+
+
+def encoder_window(features: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` mel frames the encoder reads from the extractor's ``features``:
+    zero-padded or cut to ``size``."""
+    # The extractor appends one hop of padding, hence one extra frame; the
+    # decoder loop in faster-whisper makes the same correction.
+    content = max(features.shape[-1] - 1, 1)
+    return _pad_or_trim(features[:, : min(content, size)], size)
 
 
 def _pad_or_trim(features: np.ndarray, size: int = WINDOW_MEL_FRAMES) -> np.ndarray:

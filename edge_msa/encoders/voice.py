@@ -152,13 +152,24 @@ class VoiceEncoder:
         # The encoder window it was trained on (None: a head from before windows).
         self.asr_window = settings.get("asr_window")
         self.embedding_dim = int(settings["embedding_dim"])
+        # Heads from 0.6.0 pool an inner encoder layer, run here (voice_trunk.py).
+        self.trunk = _trunk(model_dir, settings, backend, threads)
         warmup = {"embedding": np.zeros((1, self.embedding_dim), np.float32)}
         self._session = create_session(model_dir / manifest["file"], backend, threads, warmup)
 
-    def encode(self, encoder_frames: np.ndarray, audio: np.ndarray) -> VoiceFeatures:
+    def embedding(self, encoder_frames: np.ndarray | None, audio: np.ndarray) -> np.ndarray:
+        """The head's input: ``embed`` of the trunk's frames of ``audio`` for a head
+        with a trunk (``encoder_frames`` unused, may be None), else of ``encoder_frames``."""
+        frames = self.trunk(audio) if self.trunk is not None else encoder_frames
+        if frames is None:
+            raise ValueError("this voice head pools the recogniser's encoder frames: pass them")
+        return embed(frames, audio, self.use_prosody, self.context_frames)
+
+    def encode(self, encoder_frames: np.ndarray | None, audio: np.ndarray) -> VoiceFeatures:
         """``encoder_frames`` (window_s * 50, 384) from ``SpeechRecognizer.recognise``;
-        ``audio`` the same 16 kHz samples (their length says which frames cover them)."""
-        embedding = embed(encoder_frames, audio, self.use_prosody, self.context_frames)
+        ``audio`` the same 16 kHz samples (their length says which frames cover them).
+        A head with a trunk reads the trunk's frames of ``audio`` instead."""
+        embedding = self.embedding(encoder_frames, audio)
         if embedding.shape[0] != self.embedding_dim:
             raise ValueError(
                 f"embedding has {embedding.shape[0]} values, the head expects {self.embedding_dim}"
@@ -168,6 +179,14 @@ class VoiceEncoder:
         return VoiceFeatures(embedding=embedding, probs=(p / p.sum()).astype(np.float32))
 
 
+def _trunk(model_dir: Path, settings: dict, backend: str, threads: int):
+    trunk = settings.get("trunk")
+    if not trunk:
+        return None
+    from edge_msa.encoders.voice_trunk import VoiceTrunk, policy_of
+
+    return VoiceTrunk(model_dir / trunk["file"], policy_of(settings["asr_window"]), backend,
+                      threads)
 
 
 def _frames(x: np.ndarray) -> np.ndarray:

@@ -31,3 +31,6 @@ class VoiceConfig(Strict):
     context: int | None = None  # fix the context K (0: none) instead of choosing
     nested: bool = False  # the nested grouped-CV estimate (C chosen inside each fold; slow)
     augment: bool = True  # speed-perturbed, noisy and band-limited views of each training clip
+    # 0: pool the recogniser's last encoder layer (heads before 0.6.0); N: the output
+    # of encoder block N, run by a trunk graph shipped beside the head (trunk.py).
+    trunk_layers: int = Field(default=0, ge=0, le=4)

