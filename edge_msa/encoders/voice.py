@@ -1,14 +1,14 @@
 """Voice stage: an utterance's acoustic embedding and voice-emotion estimate.
 
-The embedding is the mean and standard deviation over time of the Whisper
-encoder frames that cover the audio, out of the padded-window output that
-:class:`edge_msa.encoders.asr.SpeechRecognizer` computed anyway (no second
-encoder pass); plus, when the shipped model was trained with them, a few
-prosody statistics computed here in numpy and the mean over the audio frames
-and the ``context_frames`` padding frames after them. Whisper's padding frames
-attend to the whole utterance; on EmoDB adding that mean raised the nested
-leave-one-speaker-out UAR from 0.79 to 0.81 (see models/voice/manifest.json). A linear head in
-ONNX (standardisation, logistic regression, softmax) gives seven emotion
+The embedding is the mean and standard deviation over time of Whisper encoder
+frames that cover the audio: for the shipped head (0.6.0) those of encoder
+block 2, run by the trunk graph beside it (:mod:`edge_msa.encoders.voice_trunk`)
+on the window the recogniser encodes; for heads before it the recogniser's
+own last-layer output (no second pass). Plus, when the shipped model was
+trained with them, a few prosody statistics computed here in numpy and the
+mean over the audio frames and the ``context_frames`` padding frames after
+them (their attention reaches the whole utterance). A linear head in ONNX
+(standardisation, logistic regression, softmax) gives seven emotion
 probabilities over ``VOICE_EMOTIONS``; the fusion model reads them. (The v0
 baseline's valence from them lives in :mod:`edge_msa.evaluation.baselines`.)
 

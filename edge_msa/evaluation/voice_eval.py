@@ -3,7 +3,8 @@ run-time code path.
 
 Every clip goes through exactly what the runtime does with an utterance:
 16 kHz mono audio -> ``SpeechRecognizer.recognise(transcribe=False)`` (one
-Whisper encoder pass) -> ``VoiceEncoder.encode``. Nothing here is shared with
+Whisper encoder pass) -> ``VoiceEncoder.encode`` (which runs the head's
+trunk on the audio when it has one; ``ms_head`` includes it). Nothing here is shared with
 training except that path, so a folder of held-out speakers measures the
 shipped model from outside.
 """

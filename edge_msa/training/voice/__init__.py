@@ -1,8 +1,10 @@
 """The voice-emotion head's training (models/voice/): ``edge-msa train voice``.
 
-Embeddings come from the project's own run-time path: 16 kHz audio ->
-``SpeechRecognizer.recognise(transcribe=False)`` (one Whisper tiny.en encoder
-pass over the window sized to the utterance) -> ``edge_msa.encoders.voice.embed``'s
+Embeddings come from the project's own run-time path: 16 kHz audio -> with
+``trunk_layers`` (the shipped config: 2) the trunk graph this training writes
+beside the head (:mod:`.trunk`: Whisper tiny.en's first encoder blocks on the
+window sized to the utterance), else ``SpeechRecognizer.recognise(transcribe=False)``
+(the recogniser's whole encoder) -> ``edge_msa.encoders.voice.embed``'s
 parts (mean+std over the frames covering the audio, prosody, and the mean over
 those plus K padding frames for each K in ``CONTEXT_GRID``). They are cached
 (config ``cache``) so that the model selection reruns in minutes.
@@ -23,7 +25,8 @@ weights, softmax on top) plus manifest.json.
 Usage:
     nice -n 10 edge-msa train voice --config configs/voice.toml
 
-config (TOML -> :class:`VoiceConfig`), features (embeddings through the
-run-time path, cached), select (grouped-CV model selection and fit), export (the
-ONNX graph), run (selection, held-out score, manifest).
+config (TOML -> :class:`VoiceConfig`), trunk (the trunk graph), features
+(embeddings through the run-time path, cached), select (grouped-CV model
+selection and fit), export (the ONNX graph), run (selection, held-out score,
+manifest).
 """
