@@ -551,6 +551,7 @@ def test_spoken_corpus_is_deterministic_and_resumable(tmp_path):
         assert str(z["voice_head"]) == str(before["voice_head"])
         np.testing.assert_allclose(z["voice_probs"], before["voice_probs"], atol=1e-5)
         assert str(z["asr_text"]) == str(before["asr_text"])
+        np.testing.assert_array_equal(z["audio_tokens"], before["audio_tokens"])
 
 
 def test_std_temperature_weighs_each_validation_feed_the_same():
