@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--work", type=Path, default=REPO / "build" / "trt_graphs")
     b.add_argument("--no-write", action="store_true", help="measure only; models/ untouched")
     b.add_argument("--no-speech", action="store_true", help="skip the fusion's MOSI dev speech")
+    b.add_argument("--skip", choices=["int8_qdq"], action="append", default=[],
+                   help="leave a candidate out of the choice (still measured)")
     f = sub.add_parser("fp32", help="write the recovered FP32 graph of one model")
     f.add_argument("model", choices=["text", "fusion"])
     f.add_argument("--out", type=Path, default=REPO / "build" / "trt_graphs")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if same else 1
     names = tuple(args.only or ("text", "fusion"))
     report = build.build(
-        REPO, data_root(), args.work, names, write=not args.no_write, speech=not args.no_speech
+        REPO, data_root(), args.work, names, write=not args.no_write, speech=not args.no_speech,
+        skip=tuple(args.skip),
     )
     print(json.dumps(report, indent=1, default=str))
     return 0

@@ -71,6 +71,11 @@ PRECISION = {
     ),
     "face/expression.fp32.onnx": ("fp16", "FP32 twin of the expression CNN, kept for checks"),
     "face/centerface.onnx": ("fp16", "vendored FP32 detector without Q/DQ nodes"),
+    "voice/voice_trunk.int8.onnx": (
+        "int8",
+        "Whisper blocks 1-2 for the voice head, dynamic INT8 as trained on: TensorRT takes "
+        "the convolutions and attention, MatMulInteger runs on the CPU (no GPU twin yet)",
+    ),
     "voice/voice_head.onnx": ("fp16", "one 1161x7 MatMul and a softmax: INT8 saves nothing"),
     "faster_whisper/silero_vad_v6.onnx": ("fp16", "small FP32 LSTM shipped by faster-whisper"),
 }

@@ -122,10 +122,12 @@ def candidates(spec: Spec, fp32: Path, work: Path, feeds: list) -> dict[str, dic
     return out
 
 
-def choose(scores: dict[str, dict], outputs: dict[str, dict], limits: dict) -> tuple[str, str]:
-    """(candidate, why): the first of PREFERENCE within TOLERANCE and MAX_MOVED
-    on every split, and within ``limits`` on every output of the calibration feeds
-    and on the log-variance of every split."""
+def choose(
+    scores: dict[str, dict], outputs: dict[str, dict], limits: dict, skip: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """(candidate, why): the first of PREFERENCE (less ``skip``) within TOLERANCE and
+    MAX_MOVED on every split, and within ``limits`` on every output of the calibration
+    feeds and on the log-variance of every split."""
     lines = []
     for kind in PREFERENCE:
         worst = max(abs(s["mae_minus_fp32"]) for s in scores[kind].values())
@@ -138,7 +140,9 @@ def choose(scores: dict[str, dict], outputs: dict[str, dict], limits: dict) -> t
             f"{kind} |MAE - FP32| up to {worst:.4f}, a prediction moved up to {moved:.4f}"
             + (f", over the output limits: {', '.join(over)}" if over else "")
         )
-        if worst <= TOLERANCE and moved <= MAX_MOVED and not over:
+        if kind in skip:
+            lines[-1] += " (skipped by --skip)"
+        elif worst <= TOLERANCE and moved <= MAX_MOVED and not over:
             return kind, f"{'; '.join(lines)} (limits {TOLERANCE}, {MAX_MOVED}): {kind}"
     best = min(PREFERENCE, key=lambda k: max(abs(s["mae_minus_fp32"]) for s in scores[k].values()))
     log.warning("no candidate within %s of FP32; keeping the closest, %s", TOLERANCE, best)
@@ -152,6 +156,7 @@ def build(
     names: tuple[str, ...] = ("text", "fusion"),
     write: bool = True,
     speech: bool = True,
+    skip: tuple[str, ...] = (),
 ) -> dict:
     """Make, measure and choose the TensorRT graphs; write them and the manifests when
     ``write``. ``speech``: also score the fusion candidates on MOSI dev heard as speech."""
@@ -192,7 +197,7 @@ def build(
         outputs = {
             kind: measure.output_diffs(fp32[name], c["path"], feeds) for kind, c in made.items()
         }
-        kind, why = choose(scores, outputs, OUTPUT_TOLERANCE[name])
+        kind, why = choose(scores, outputs, OUTPUT_TOLERANCE[name], skip)
         chosen[name] = made[kind]["path"]
         timing_feeds = feeds[:64]
         report[name] = {
@@ -231,7 +236,7 @@ def build(
                 "sha256": sha256_file(repo / spec.calibration),
                 "manifest": f"calibration/{name}/manifest.json",
             },
-            "command": COMMAND,
+            "command": COMMAND + "".join(f" --only {name} --skip {k}" for k in skip),
             "onnxruntime": onnxruntime.__version__,
             "git_revision": git_revision(repo),
         }
