@@ -138,7 +138,6 @@ class Listener:
             )
         return out
 
-
     def revoice(self, audio: np.ndarray) -> dict[str, object]:
         """What a new voice head changes: its probabilities and, for a head on
         the recogniser's frames (whose window may have changed too), the audio
