@@ -320,6 +320,67 @@ def test_face_training_with_teachers_records_them(tmp_path):
     assert history["epoch"] == 1 and np.isfinite(history["history"][0]["loss"])
 
 
+def test_a_face_run_recovered_from_its_graph_computes_the_graph(tmp_path):
+    """BatchNorm folded into the exported convolutions comes back as BatchNorm whose
+    running statistics are the training faces' and whose outputs are the graph's."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    ort = pytest.importorskip("onnxruntime")
+    from edge_msa.config import ConfigError
+    from edge_msa.training.face.export import export_onnx
+    from edge_msa.training.face.net import Deployed, load_best
+    from edge_msa.training.face.recover import recover_state
+
+    record = _finished_face_run(tmp_path / "run", seed=3)
+    net, _ = load_best(tmp_path / "run")
+    net.train()
+    net(torch.randn(64, 1, 40, 40) * 2 + 1)  # running statistics that are not the defaults
+    model = tmp_path / "model"
+    model.mkdir()
+    export_onnx(Deployed(net.eval(), flip_average=True), model / "expression.fp32.onnx")
+    training = {"epochs_run": 7, "best_epoch": {"epoch": 7}, "history": [{"epoch": 7}]}
+    manifest = {"name": "face", "version": "9", "config": record, "training": training}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    faces = torch.randn(256, 1, 40, 40)
+    recover_state(model, tmp_path / "recovered", faces)
+    again, history = load_best(tmp_path / "recovered")
+    assert history["epoch"] == 7 and "face 9" in history["recovered_from"]
+    images = np.random.default_rng(0).uniform(0, 255, (6, 1, 48, 48)).astype(np.float32)
+    session = ort.InferenceSession(str(model / "expression.fp32.onnx"))
+    graph_logits = session.run(["logits"], {"image": images})[0]
+    with torch.no_grad():
+        logits = Deployed(again, flip_average=True)(torch.from_numpy(images))[0].numpy()
+        first = again.features[1](again.features[0](faces))
+    np.testing.assert_allclose(logits, graph_logits, atol=1e-4)
+    # In train mode the first BatchNorm starts where the graph is: batch statistics.
+    assert torch.allclose(first.mean(dim=(0, 2, 3)), again.features[1].bias, atol=1e-4)
+    assert not torch.allclose(again.features[1].running_var, torch.ones(4))
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        recover_state(model, tmp_path / "recovered", faces)
+
+
+def test_face_training_starts_from_init(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.config import ConfigError
+    from edge_msa.training.face.config import FaceConfig
+    from edge_msa.training.face.fit import train
+
+    _finished_face_run(tmp_path / "start", seed=5)
+    data = tmp_path / "data"
+    _fer(data / "fer2013" / "fer2013_Training.npz", 2, 0)
+    _fer(data / "fer2013" / "fer2013_PublicTest.npz", 1, 1)
+    common = {"data": str(data), "epochs": 1, "batch_size": 7, "widths": [4, 8],
+              "reps": [1, 1], "threads": 1, "lr": 0.0}
+    for name, init in (("warm", str(tmp_path / "start")), ("cold", None)):
+        train(FaceConfig(state_dir=str(tmp_path / name), init=init, **common).args())
+    weight = "features.0.weight"
+    start = torch.load(tmp_path / "start" / "best.pt")[weight]
+    assert torch.equal(torch.load(tmp_path / "warm" / "best.pt")[weight], start)
+    assert not torch.equal(torch.load(tmp_path / "cold" / "best.pt")[weight], start)
+    with pytest.raises(ConfigError, match="^init: .*nothing holds no finished run"):
+        train(FaceConfig(state_dir=str(tmp_path / "x"), init=str(tmp_path / "nothing"),
+                         **common).args())
+
+
 # ---------------------------------------------------------------- config, manifest
 
 

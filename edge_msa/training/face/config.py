@@ -36,6 +36,10 @@ class FaceConfig(Strict):
     class_weight_power: float = 0.3
     erase_p: float = 0.25
     cutmix: float = Field(0.0, ge=0.0, le=1.0)  # share of batches mixed by CutMix
+    # A finished run's state folder whose best checkpoint this run starts from (a
+    # warm restart: use a lower `lr`); `edge-msa train face --recover` rebuilds one
+    # from a shipped model folder.
+    init: str | None = None
     # Finished runs' state folders whose best checkpoints teach this one (distillation);
     # `distill` is their share of the loss, `distill_t` the softening temperature.
     teachers: list[str] = []
@@ -59,6 +63,7 @@ class FaceConfig(Strict):
                 "out": expand(self.out),
                 "calibration": expand(self.calibration),
                 "teachers": [expand(t) for t in self.teachers],
+                "init": expand(self.init) if self.init else None,
             },
             record=self.model_dump(),
         )

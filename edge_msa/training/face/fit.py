@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import nn
 
+from edge_msa.config import ConfigError
 from edge_msa.training.face.data import augment, centre, class_weights, cutmix, load_split
 from edge_msa.training.face.distill import Teachers
-from edge_msa.training.face.net import FaceNet, build_net
+from edge_msa.training.face.net import FaceNet, build_net, finished_run, load_best
 from edge_msa.types import FACE_EMOTIONS
 
 
@@ -82,6 +84,8 @@ def train(args: SimpleNamespace) -> None:
     )
     teachers = Teachers(args.teachers, args.distill_t) if args.teachers else None
     state = resume(net, opt, gen, args)
+    if args.init and not state["history"]:
+        net.load_state_dict(start_from(args.init).state_dict())
     state.setdefault("train_faces", len(images))
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     n_params = sum(p.numel() for p in net.parameters())
@@ -135,6 +139,15 @@ def train(args: SimpleNamespace) -> None:
             torch.save(net.state_dict(), args.state / "best.pt")
         save_checkpoint(net, opt, gen, state, args)
     log(f"done: best {json.dumps(state['best'])}")
+
+
+def start_from(state: Path) -> FaceNet:
+    if not finished_run(state):
+        raise ConfigError(
+            f"init: {state} holds no finished run (history.json and best.pt); train it first "
+            "or rebuild it from a model folder with `edge-msa train face --recover`"
+        )
+    return load_best(state)[0]
 
 
 def schedule_progress(
