@@ -269,6 +269,31 @@ def test_eval_face_folder_finds_and_aligns_as_the_runtime(tmp_path, astronaut) -
     assert aligned["uar"] == 0.5  # happy 1.0, sad 0.0; classes absent are left out
 
 
+def test_eval_face_folder_of_ready_crops_skips_the_detector(
+    tmp_path, detector: FaceDetector, astronaut: np.ndarray
+) -> None:
+    import json
+
+    from edge_msa.vision.align import align_face
+    from tests.conftest import cli
+
+    (found,) = detector.detect(astronaut)
+    crop = align_face(astronaut, found, detector.crop_margin, True)  # 48x48 grey
+    # The same smiling face as a grey 48x48 crop and two larger colour ones; one
+    # labelled sad on purpose. No detector would find a face in a 48x48 image.
+    cv2.imwrite(str(tmp_path / "a.png"), crop)
+    big = cv2.cvtColor(cv2.resize(crop, (96, 96)), cv2.COLOR_GRAY2BGR)
+    cv2.imwrite(str(tmp_path / "b.png"), big)
+    cv2.imwrite(str(tmp_path / "c.jpg"), cv2.resize(big, (144, 144)))
+    (tmp_path / "labels.csv").write_text("path,emotion\na.png,happy\nb.png,happy\nc.jpg,sad\n")
+    run = cli("eval", "face", "--folder", str(tmp_path), "--crop", "none", "--json")
+    assert run.returncode == 0, run.stderr
+    (m,) = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert m["crop"] == "none" and m["n"] == 3 and "detection_rate" not in m
+    assert m["per_class_recall"]["happy"] == 1.0 and m["per_class_recall"]["sad"] == 0.0
+    assert m["accuracy"] == round(2 / 3, 4) and m["ms_per_face"] > 0
+
+
 def test_face_folder_rejects_an_unknown_emotion(tmp_path) -> None:
     from edge_msa.evaluation.face_eval import read_face_folder
 

@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --fer2013: each face x4 in a larger frame, found and cropped as at run time",
     )
     face.add_argument(
-        "--crop", choices=["aligned", "square", "both"], default="aligned",
-        help="folder/frames: the crop (aligned on the landmarks, or the square around the box)",
+        "--crop", choices=["aligned", "square", "both", "none"], default="aligned",
+        help="folder/frames: the crop (aligned on the landmarks, or the square around the "
+        "box); none: the folder's images are face crops already (grey, resized to 48x48)",
     )
     voice = ev_sub.add_parser(
         "voice", help="the voice emotion model on EmoDB, RAVDESS or a labelled folder"
@@ -215,7 +216,19 @@ def _eval_face(args: argparse.Namespace) -> int:
     if args.fer2013 and not args.frames:
         metrics = evaluate_face(args.fer2013, model_dir("face"), args.backend)
         return _report(args, metrics, format_face_table(metrics), "face")
+    if args.crop == "none":
+        return _eval_face_crops(args, model_dir("face"))
     return _eval_face_frames(args, model_dir("face"))
+
+
+def _eval_face_crops(args: argparse.Namespace, folder: Path) -> int:
+    from edge_msa.evaluation import face_eval
+
+    if not args.folder:
+        return fail("--crop none goes with --folder (an npz's faces are crops already)")
+    paths, truth = face_eval.read_face_folder(args.folder)
+    metrics = face_eval.evaluate_crops(face_eval.folder_crops(paths), truth, folder, args.backend)
+    return _report(args, dict(metrics, crop="none"), face_eval.format_face_table(metrics), "face")
 
 
 def _eval_face_frames(args: argparse.Namespace, folder: Path) -> int:
