@@ -272,6 +272,30 @@ def test_cutmix_pastes_one_box_of_another_face_and_says_how_much():
         assert 0.0 <= own <= 1.0 and sorted(other.tolist()) == [0, 1, 2, 3]
 
 
+def test_camera_degrades_the_chosen_share_and_teachers_read_the_clean_face():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.training.face.data import augment, degrade, gaussian_blur
+
+    # Smooth faces with a sharp edge: blur, resolution and gamma all show on them.
+    ramp = torch.linspace(0.1, 0.9, 48).view(1, 1, 1, 48).expand(16, 1, 48, 48).clone()
+    ramp[:, :, 20:28, 20:28] = 1.0
+    crops = ramp[:, :, 4:44, 4:44]
+    assert torch.equal(degrade(crops, torch.Generator().manual_seed(0), 0.0), crops)
+    seen = degrade(crops, torch.Generator().manual_seed(0), 1.0)
+    assert seen.min() >= 0.0 and seen.max() <= 1.0
+    assert ((seen - crops).abs().flatten(1).mean(1) > 0.005).all()
+    blurred = gaussian_blur(crops, sigma=1.2)
+    assert blurred.shape == crops.shape and torch.allclose(blurred.mean(), crops.mean(), atol=0.01)
+
+    student, teacher = augment(ramp, torch.Generator().manual_seed(1), erase_p=1.0, camera=1.0)
+    assert student.shape == teacher.shape == (16, 1, 40, 40)
+    erased = teacher == 0.0  # one box per face, the same in both views
+    assert erased.flatten(1).any(1).all() and (student[erased] == 0.0).all()
+    assert not torch.allclose(student, teacher)
+    same, again = augment(ramp, torch.Generator().manual_seed(1), erase_p=1.0, camera=0.0)
+    assert same is again  # no camera: one view for both
+
+
 def _finished_face_run(state: Path, seed: int) -> dict:
     """A state folder as a finished run leaves it (history.json, best.pt) for a tiny net."""
     import torch
@@ -313,10 +337,11 @@ def test_face_training_with_teachers_records_them(tmp_path):
     _fer(data / "fer2013" / "fer2013_PublicTest.npz", 2, 1)
     cfg = FaceConfig(data=str(data), state_dir=str(tmp_path / "student"), epochs=1,
                      batch_size=8, widths=[4, 8], reps=[1, 1], threads=1, cutmix=0.5,
-                     teachers=[str(tmp_path / "teacher")], distill=0.7)
+                     camera=0.5, teachers=[str(tmp_path / "teacher")], distill=0.7)
     train(cfg.args())
     history = json.loads((tmp_path / "student" / "history.json").read_text())
     assert history["args"]["teachers"] == [str(tmp_path / "teacher")]
+    assert history["args"]["camera"] == 0.5
     assert history["epoch"] == 1 and np.isfinite(history["history"][0]["loss"])
 
 

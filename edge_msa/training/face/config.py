@@ -36,8 +36,11 @@ class FaceConfig(Strict):
     class_weight_power: float = 0.3
     erase_p: float = 0.25
     cutmix: float = Field(0.0, ge=0.0, le=1.0)  # share of batches mixed by CutMix
+    # Share of faces seen as through another camera (lower resolution, blur or
+    # sharpening, gamma, noise; data.degrade); teachers read the clean face.
+    camera: float = Field(0.0, ge=0.0, le=1.0)
     # A finished run's state folder whose best checkpoint this run starts from (a
-    # warm restart: use a lower `lr`); `edge-msa train face --recover` rebuilds one
+    # warm restart: use a lower `lr`); scripts/recover_face_state.py rebuilds one
     # from a shipped model folder.
     init: str | None = None
     # Finished runs' state folders whose best checkpoints teach this one (distillation);

@@ -102,19 +102,19 @@ def train(args: SimpleNamespace) -> None:
             for group in opt.param_groups:
                 group["lr"] = lr_at(progress, args.lr, args.warmup)
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            x = augment(images[idx], gen, args.erase_p).contiguous(
-                memory_format=torch.channels_last
-            )
-            y = labels[idx]
+            x, clean = augment(images[idx], gen, args.erase_p, args.camera)
+            y, other, own = labels[idx], None, 1.0
             if args.cutmix and float(torch.rand(1, generator=gen)) < args.cutmix:
-                x, other, own = cutmix(x, gen)
-                logits, _ = net(x)
-                loss = own * loss_fn(logits, y) + (1 - own) * loss_fn(logits, y[other])
-            else:
-                logits, _ = net(x)
-                loss = loss_fn(logits, y)
+                # One box pasted into both views, so the teachers read the same mix.
+                mixed, other, own = cutmix(torch.cat([x, clean], dim=1), gen)
+                x, clean = mixed[:, :1], mixed[:, 1:]
+            logits, _ = net(x.contiguous(memory_format=torch.channels_last))
+            loss = loss_fn(logits, y)
+            if other is not None:
+                loss = own * loss + (1 - own) * loss_fn(logits, y[other])
             if teachers is not None:
-                loss = (1 - args.distill) * loss + args.distill * teachers.loss(logits, x)
+                clean = clean.contiguous(memory_format=torch.channels_last)
+                loss = (1 - args.distill) * loss + args.distill * teachers.loss(logits, clean)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
