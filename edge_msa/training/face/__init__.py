@@ -12,6 +12,13 @@ Recipe (why each part is there):
   the crop position (+-4 px), a small rotation (+-10 degrees), zoom
   (0.9-1.1) and a horizontal flip together, then per-image standardisation
   (zero mean, unit variance: robust to camera exposure) and random erasing.
+  With ``camera`` (a share of the faces), those faces are first seen as
+  through another camera: lower resolution, blur or sharpening, a gamma curve
+  and noise (``data.degrade``); FER2013 alone teaches a net that loses 10
+  points to a 1 px blur. CutMix (``cutmix``) pastes a box of another face.
+- Teachers (``teachers``, ``distill``): finished runs' softened probabilities
+  on the clean view of the same face (distillation, ``distill``); ``init``
+  starts from a finished run (a warm restart).
 - Loss: cross-entropy with label smoothing 0.1 and mild class weights
   (n_c ** -0.3, normalised) so that 'disgust' (1.5 % of the data) gets
   predicted at all without giving up much accuracy.
