@@ -351,7 +351,7 @@ def test_a_face_run_recovered_from_its_graph_computes_the_graph(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
     ort = pytest.importorskip("onnxruntime")
     from edge_msa.config import ConfigError
-    from edge_msa.training.face.export import export_onnx
+    from edge_msa.training.face.export import export_onnx, started_from
     from edge_msa.training.face.net import Deployed, load_best
     from edge_msa.training.face.recover import recover_state
 
@@ -381,6 +381,10 @@ def test_a_face_run_recovered_from_its_graph_computes_the_graph(tmp_path):
     assert not torch.allclose(again.features[1].running_var, torch.ones(4))
     with pytest.raises(ConfigError, match="already holds a finished run"):
         recover_state(model, tmp_path / "recovered", faces)
+    # A run started from it names the graph in its manifest.
+    started = started_from([tmp_path / "recovered"], [tmp_path / "run"])
+    assert "rebuilt from" in started["init"][0] and "face 9" in started["init"][0]
+    assert "rebuilt" not in started["teachers"][0]
 
 
 def test_face_training_starts_from_init(tmp_path):

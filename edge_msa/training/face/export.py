@@ -20,8 +20,9 @@ from edge_msa.types import FACE_EMOTIONS
 
 MODEL_FILE = "expression.int8.onnx"
 NAME = "edge-msa-face-expression"
-# 0.2.0: the wider CNN of issue 19; 0.3.0: flip-averaged in the graph, every conv INT8
-VERSION = "0.3.0"
+# 0.2.0: the wider CNN of issue 19; 0.3.0: flip-averaged in the graph, every conv INT8;
+# 0.4.0: 0.3.0 restarted with camera augmentation (configs/face-camera.toml)
+VERSION = "0.4.0"
 
 
 def export(args: SimpleNamespace, command: str) -> dict:
@@ -51,6 +52,20 @@ def export(args: SimpleNamespace, command: str) -> dict:
     if fp32.stat().st_size < 10e6:
         (args.out / fp32.name).write_bytes(fp32.read_bytes())
     return write_face_manifest(net, record, metrics, args, command)
+
+
+def started_from(init: list[Path], teachers: list[Path]) -> dict:
+    """Where a run's start and teachers came from: a state folder rebuilt from a shipped
+    graph (recover.py) names that graph, so the chain back to data stays readable."""
+
+    def origin(state: Path) -> str:
+        history = state / "history.json"
+        record = json.loads(history.read_text()) if history.is_file() else {}
+        recovered = record.get("recovered_from")
+        return f"{state}: rebuilt from {recovered}" if recovered else f"{state}: a run's state"
+
+    pairs = (("init", init), ("teachers", teachers))
+    return {role: [origin(Path(p)) for p in paths] for role, paths in pairs if paths}
 
 
 def _name_for_loader(folder: Path) -> None:
@@ -154,6 +169,9 @@ def write_face_manifest(
         "on a shared 2-core AMD EPYC VM while other training jobs ran (upper bound)",
         "metrics_publictest": metrics,
     }
+    started = started_from([args.init] if args.init else [], args.teachers)
+    if started:
+        manifest["started_from"] = started
     if "centerface.onnx" in files:  # the detector ships in the same folder
         manifest["detector"] = {
             "file": "centerface.onnx",
