@@ -4,8 +4,10 @@ Each face (48x48) is changed one way at a time with OpenCV, not with the
 training code's torch augmentation (edge_msa/training/face/data.py degrade):
 lower resolution, Gaussian blur, sharpening, gamma, sensor noise, and three
 changes that training never makes (JPEG at quality 15, motion blur,
-histogram equalisation). Prints accuracy and UAR of each model per change
-and the mean over the changes, all models in one table.
+histogram equalisation); then other framings, as another cropper would
+give (the face 1.15 or 1.3 times as large in the box, or smaller, or off
+centre). Prints accuracy and UAR of each model per change and the means over
+the camera and the framing changes, all models in one table.
 
     nice .venv/bin/python scripts/face_camera_check.py models/face \\
         build/face-camera/model [--limit N]
@@ -65,11 +67,22 @@ def noise(faces: np.ndarray) -> np.ndarray:
     return np.clip(faces + grain, 0, 255).astype(np.uint8)
 
 
+def zoom(z: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The face z times as large in the crop (a tighter box), or smaller below 1."""
+    m = cv2.getRotationMatrix2D((23.5, 23.5), 0, z)
+    return lambda face: cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+
+
+def shift(dx: int, dy: int) -> Callable[[np.ndarray], np.ndarray]:
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return lambda face: cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+
+
 def each(change: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     return lambda faces: np.stack([change(face) for face in faces])
 
 
-CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+CAMERA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "face 32 px": each(low_res(32)),
     "face 24 px": each(low_res(24)),
     "blur 1 px": each(blur(1.0)),
@@ -80,6 +93,14 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "jpeg 15 *": each(jpeg),
     "motion blur 5 px *": each(motion_blur),
     "equalised *": each(cv2.equalizeHist),
+}
+# Other croppers: the face larger or smaller in the box, or off centre.
+FRAMING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "zoom 1.3": each(zoom(1.3)),
+    "zoom 1.15": each(zoom(1.15)),
+    "zoom 0.87": each(zoom(0.87)),
+    "zoom 0.77": each(zoom(0.77)),
+    "shift 4,4 px": each(shift(4, 4)),
 }
 
 
@@ -107,13 +128,13 @@ def main() -> None:
     rows: dict[str, list[tuple[float, float]]] = {
         "clean": [scores(m, faces, truth) for m in models]
     }
-    for name, change in CHANGES.items():
+    for name, change in {**CAMERA, **FRAMING}.items():
         views = change(faces)
         rows[name] = [scores(m, views, truth) for m in models]
+    rows["mean, camera"] = np.mean([rows[name] for name in CAMERA], axis=0)
+    rows["mean, framing"] = np.mean([rows[name] for name in FRAMING], axis=0)
     for name, row in rows.items():
         print(f"{name:<20}" + "".join(f"  {a:.4f} / {u:.4f}" for a, u in row))
-    mean = np.mean([rows[name] for name in CHANGES], axis=0)
-    print(f"{'mean over changes':<20}" + "".join(f"  {a:.4f} / {u:.4f}" for a, u in mean))
 
 
 if __name__ == "__main__":

@@ -296,6 +296,20 @@ def test_camera_degrades_the_chosen_share_and_teachers_read_the_clean_face():
     assert same is again  # no camera: one view for both
 
 
+def test_zoom_sets_how_large_the_face_looks_in_the_crop():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from edge_msa.training.face.data import augment
+
+    face = torch.zeros(32, 1, 48, 48)
+    face[:, :, 16:32, 16:32] = 1.0  # a bright square: its share of the crop is its size
+
+    def share(zoom: tuple[float, float]) -> float:
+        x, _ = augment(face, torch.Generator().manual_seed(0), erase_p=0.0, zoom=zoom)
+        return (x > x.mean()).float().mean().item()
+
+    assert share((0.7, 0.7)) > share((0.9, 1.1)) > share((1.4, 1.4))
+
+
 def _finished_face_run(state: Path, seed: int) -> dict:
     """A state folder as a finished run leaves it (history.json, best.pt) for a tiny net."""
     import torch

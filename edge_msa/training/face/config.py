@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge_msa.training.settings import Strict, default_data, expand
 
@@ -39,6 +39,9 @@ class FaceConfig(Strict):
     # Share of faces seen as through another camera (lower resolution, blur or
     # sharpening, gamma, noise; data.degrade); teachers read the clean face.
     camera: float = Field(0.0, ge=0.0, le=1.0)
+    # Range of the crop's scale (above 1 the face looks smaller): wider than FER2013's
+    # own spread for crops framed otherwise (a tighter or a looser face box).
+    zoom: tuple[float, float] = (0.9, 1.1)
     # A finished run's state folder whose best checkpoint this run starts from (a
     # warm restart: use a lower `lr`); scripts/recover_face_state.py rebuilds one
     # from a shipped model folder.
@@ -55,6 +58,13 @@ class FaceConfig(Strict):
     # of PublicTest accuracy for the wide net).
     flip: bool = False
     fp32_convs: int = 3  # leave the first N convolutions in FP32
+
+    @field_validator("zoom")
+    @classmethod
+    def _zoom_range(cls, zoom: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < zoom[0] <= zoom[1]:
+            raise ValueError(f"zoom must be [low, high] with 0 < low <= high, not {list(zoom)}")
+        return zoom
 
     def args(self) -> SimpleNamespace:
         """The settings with paths resolved, and ``record``: what checkpoints keep."""

@@ -36,10 +36,15 @@ def load_split(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def augment(
-    images: torch.Tensor, gen: torch.Generator, erase_p: float, camera: float = 0.0
+    images: torch.Tensor,
+    gen: torch.Generator,
+    erase_p: float,
+    camera: float = 0.0,
+    zoom: tuple[float, float] = (0.9, 1.1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crop + rotation + zoom + flip in one resample, another camera on a
-    share ``camera`` of the faces (:func:`degrade`), then erasing.
+    share ``camera`` of the faces (:func:`degrade`), then erasing. ``zoom`` bounds
+    the size of the region sampled (above 1 the face looks smaller).
 
     Returns the student's view and the teachers': the same face and erased box
     without the camera, so that a teacher's soft labels come from the clean face.
@@ -50,10 +55,10 @@ def augment(
         return lo + (hi - lo) * torch.rand(n, generator=gen)
 
     angle = uniform(-10, 10) * math.pi / 180
-    zoom = uniform(0.9, 1.1) * (CROP / FULL)
+    scale = uniform(*zoom) * (CROP / FULL)
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     shift = MAX_SHIFT_PX / (FULL / 2)
-    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
         [
             torch.stack([cos * flip, -sin, uniform(-shift, shift)], dim=1),

@@ -102,7 +102,7 @@ def train(args: SimpleNamespace) -> None:
             for group in opt.param_groups:
                 group["lr"] = lr_at(progress, args.lr, args.warmup)
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            x, clean = augment(images[idx], gen, args.erase_p, args.camera)
+            x, clean = augment(images[idx], gen, args.erase_p, args.camera, tuple(args.zoom))
             y, other, own = labels[idx], None, 1.0
             if args.cutmix and float(torch.rand(1, generator=gen)) < args.cutmix:
                 # One box pasted into both views, so the teachers read the same mix.
