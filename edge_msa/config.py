@@ -133,8 +133,8 @@ class VisionConfig(_Model):
     )
     align: bool = Field(
         True,
-        description="rotate and scale each face on the detector's eye landmarks (docs/models.md); "
-        "false: a square crop around the box",
+        description="turn each face's square crop so its eyes lean at most 5 degrees "
+        "(the detector's eye landmarks; docs/models.md); false: the square crop as it is",
     )
 
 

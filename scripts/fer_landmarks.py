@@ -1,6 +1,7 @@
 """Where FER2013's faces sit in their 48x48 frames: CenterFace's median landmarks.
 
-The numbers behind edge_msa/vision/align.py's template: a seeded sample of
+The numbers behind the eye template that edge_msa/vision/align.py used up to
+commit 47def99 (scripts/face_align_check.py still measures it): a seeded sample of
 FER2013 *Training* faces, each pasted into a camera-like frame
 (evaluation.face_eval.fer_frame), detected, landmarks mapped back to 48x48.
 

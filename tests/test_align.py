@@ -9,7 +9,7 @@ from skimage import data as skdata
 
 from edge_msa.evaluation.face_eval import FRAME_BORDER, FRAME_SCALE, fer_frame
 from edge_msa.vision import Detection, FaceDetector
-from edge_msa.vision.align import EYE_DISTANCE, EYE_MID, align_face, crop_face
+from edge_msa.vision.align import align_face, crop_face
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +46,39 @@ def test_landmarks_lie_in_the_box(detector: FaceDetector, astronaut: np.ndarray)
     assert lx < rx and mlx < mrx and max(ly, ry) < ny < min(mly, mry)
 
 
-def test_aligned_crop_puts_the_eyes_on_the_template(
+def _eyes_in(crop: np.ndarray, detector: FaceDetector) -> np.ndarray:
+    """Find the eyes again in a crop, seen as a camera would see it (48x48 pixels)."""
+    (again,) = detector.detect(fer_frame(crop))
+    return (np.array(again.landmarks[:2]) - FRAME_BORDER) / FRAME_SCALE
+
+
+def test_aligned_crop_levels_the_eyes_and_keeps_the_box_framing(
     detector: FaceDetector, astronaut: np.ndarray
 ) -> None:
+    (face,) = detector.detect(astronaut)
+    upright = _eyes_in(align_face(astronaut, face, align=False), detector)
     for degrees in (0, 20, -25):
         image = _rotate(astronaut, degrees)
         (face,) = detector.detect(image)
         crop = align_face(image, face)
         assert crop.shape == (48, 48) and crop.dtype == np.uint8
-        # Find the eyes again in the crop, seen as a camera would see it.
-        (again,) = detector.detect(fer_frame(crop))
-        eyes = (np.array(again.landmarks[:2]) - FRAME_BORDER) / FRAME_SCALE
-        # Level to within ~8 degrees (a 20-degree tilt left in would be 6 px).
-        assert abs(eyes[1, 1] - eyes[0, 1]) < 2.5, degrees
-        mid = eyes.mean(axis=0)
-        assert np.hypot(*(mid - np.array(EYE_MID))) < 2.0, (degrees, mid)
-        assert abs(np.hypot(*(eyes[1] - eyes[0])) - EYE_DISTANCE) < 3.0, degrees
+        eyes = _eyes_in(crop, detector)
+        lean = np.degrees(np.arctan2(*(eyes[1] - eyes[0])[::-1]))
+        # At most LEVEL_BEYOND_DEG (5) left in, plus the detector's error on a
+        # 48-pixel face (measured: 1.4, 7.5 and 7.4 degrees).
+        assert abs(lean) < 10.0, (degrees, lean)
+        # Where the upright face's square crop has them: the box's framing, which
+        # moves with the box found on the tilted face (measured: up to 3.7 px).
+        assert np.hypot(*(eyes.mean(axis=0) - upright.mean(axis=0))) < 4.5, degrees
+        assert abs(np.hypot(*(eyes[1] - eyes[0])) - np.hypot(*(upright[1] - upright[0]))) < 3.0
+
+
+def test_a_face_leaning_a_little_keeps_the_square_crop(
+    detector: FaceDetector, astronaut: np.ndarray
+) -> None:
+    (face,) = detector.detect(astronaut)
+    # The astronaut leans less than 5 degrees: nothing to turn.
+    assert _corr(align_face(astronaut, face), align_face(astronaut, face, align=False)) > 0.98
 
 
 def test_alignment_undoes_a_tilted_head(detector: FaceDetector, astronaut: np.ndarray) -> None:
@@ -72,8 +89,8 @@ def test_alignment_undoes_a_tilted_head(detector: FaceDetector, astronaut: np.nd
     square = _corr(
         align_face(astronaut, upright, align=False), align_face(tilted_image, tilted, align=False)
     )
-    # Measured: 0.87 aligned, 0.26 square.
-    assert aligned > 0.8 and aligned > square + 0.3, (aligned, square)
+    # Measured: 0.66 aligned (5 of the 25 degrees left in), 0.26 square.
+    assert aligned > 0.55 and aligned > square + 0.3, (aligned, square)
 
 
 def test_without_landmarks_the_square_crop(astronaut: np.ndarray) -> None:

@@ -4,34 +4,27 @@ The runtime's face stage, ``edge-msa eval face`` (npz frames and image
 folders) and any tool that cuts faces out of whole images call this one
 function, so the expression model sees faces cut the same way everywhere.
 
-Aligned (a detection with landmarks, i.e. CenterFace). A similarity
-transform (rotation, one scale, shift) puts the eyes level at fixed places
-in the 48x48 crop: the eye midpoint at ``EYE_MID`` and the face's size,
-``sqrt(eye distance * eye-to-mouth distance)``, at ``FACE_SCALE`` px. The
-size uses both distances so that a turned head (eyes closer together) or a
-tilted one (eyes nearer the mouth) is not blown up, as the eye distance alone
-would be. The numbers are where FER2013's own faces sit in their 48x48
-frames: CenterFace run on 3,000 FER2013 *Training* faces (seeded sample),
-each upscaled x4 to 192 px and pasted into a 384x384 frame of its mean grey
-(``evaluation.face_eval.fer_frame``), landmarks mapped back to 48x48 pixels;
-medians (found in 2,768, 92.3 %):
+Aligned (a detection with landmarks, i.e. CenterFace): the square of the
+detector's box, as below, turned about the box centre so that the eyes lean
+at most ``LEVEL_BEYOND_DEG`` degrees. FER2013's faces were registered
+automatically, centred at about the same size (Goodfellow et al. 2013): a
+framing like a detector's box, the eyes leaning a few degrees either way. The
+expression model knows that framing and that lean; a head tilted further is
+turned back to it.
+Measured on FER2013 PublicTest through the runtime's path
+(``scripts/face_align_check.py``, docs/models.md "Aligned crops"): this crop
+scores as the square one on upright faces and above it on tilted ones, and
+above a crop that puts the eyes at fixed places (a template of FER2013's
+median landmarks, scaled by sqrt(eye distance x eye-to-mouth distance):
+scaling by the mouth shrinks an open-mouthed face, so it loses what the
+mouth says).
 
-    eye on the image's left (15.1, 19.7), other eye (32.9, 19.4),
-    nose (24.0, 29.0), mouth corners (17.1, 36.1) and (31.4, 35.8);
-    eye midpoint (24.0, 19.6), eye distance 17.5 px,
-    eye midpoint to mouth midpoint 16.8 px.
-
-The template is left-right symmetric (x 24, the centre: training flips
-faces), so the eyes land at (15.25, 19.6) and (32.75, 19.6). Re-measure with
-``python scripts/fer_landmarks.py --n 3000``.
-
-Square (no landmarks: the Haar fallback, or ``align=False``): today's crop,
-a square of the box's longer side (widened by ``margin``) around the box
+Square (no landmarks: the Haar fallback, or ``align=False``): a square of
+the box's longer side (widened by ``margin``) around the box
 centre, edge pixels repeated outside the frame.
 
-Training: FER2013's images are already 48x48 crops of this geometry, so the
-trainer uses them as they are; the template above is what makes the runtime's
-aligned crops look like them.
+Training: FER2013's images are already 48x48 crops of this kind, so the
+trainer uses them as they are.
 """
 
 from __future__ import annotations
@@ -44,11 +37,8 @@ import numpy as np
 from edge_msa.vision.detector import Detection, as_bgr
 
 FACE_SIZE = 48
-# Medians of FER2013 Training faces (see the module docstring), made symmetric.
-EYE_MID = (24.0, 19.6)
-EYE_DISTANCE = 17.5
-EYE_TO_MOUTH = 16.8
-FACE_SCALE = math.sqrt(EYE_DISTANCE * EYE_TO_MOUTH)
+# Eyes leaning up to this much are left as they are (FER2013's own spread).
+LEVEL_BEYOND_DEG = 5.0
 # Below this many pixels between the eyes the landmarks say little: square crop.
 MIN_EYE_DISTANCE_PX = 4.0
 # Downscaling more than this in one warp aliases: warp to k x 48 and area-resize.
@@ -66,35 +56,40 @@ def align_face(
 ) -> np.ndarray:
     """The face as the expression model wants it: (size, size) grey uint8.
 
-    ``margin`` widens the square crop only (the detector's ``crop_margin``).
+    ``margin`` widens the box's square (the detector's ``crop_margin``).
     """
     grey = _grey(image)
     marks = detection.landmarks
     if align and marks is not None:
-        matrix = alignment_matrix(np.asarray(marks, np.float64), size)
+        matrix = alignment_matrix(np.asarray(marks, np.float64), detection.box, margin, size)
         if matrix is not None:
             return _warp(grey, matrix, size)
     return _square(grey, detection.box, margin, size)
 
 
-def alignment_matrix(marks: np.ndarray, size: int = FACE_SIZE) -> np.ndarray | None:
+def alignment_matrix(
+    marks: np.ndarray, box: Box, margin: float = 0.0, size: int = FACE_SIZE
+) -> np.ndarray | None:
     """2x3 affine from frame pixels to crop pixels, or None for degenerate landmarks."""
-    left, right = marks[0], marks[1]
-    eyes = (left + right) / 2
-    mouth = (marks[3] + marks[4]) / 2
-    dx, dy = right - left
-    eye_dist = math.hypot(dx, dy)
-    eye_mouth = float(np.hypot(*(mouth - eyes)))
-    if not (eye_dist >= MIN_EYE_DISTANCE_PX and eye_mouth > 0 and np.isfinite(marks).all()):
+    dx, dy = marks[1] - marks[0]
+    if not (math.hypot(dx, dy) >= MIN_EYE_DISTANCE_PX and np.isfinite(marks).all()):
         return None
-    scale = FACE_SCALE / math.sqrt(eye_dist * eye_mouth) * size / FACE_SIZE
-    cos, sin = dx / eye_dist * scale, dy / eye_dist * scale
-    # Rotate by minus the eye line's angle and scale about the eye midpoint,
-    # then move it to the template's.
+    lean = math.atan2(dy, dx)
+    limit = math.radians(LEVEL_BEYOND_DEG)
+    turn = lean - max(-limit, min(limit, lean))
+    x, y, w, h = box
+    scale = size / (max(w, h) * (1 + margin))
+    cos, sin = math.cos(turn) * scale, math.sin(turn) * scale
+    # Turn back by the lean beyond the limit and scale about the box centre,
+    # then move it to the crop's centre.
     rot = np.array([[cos, sin], [-sin, cos]])
-    target = np.array(EYE_MID) * size / FACE_SIZE
-    shift = target - rot @ eyes
+    shift = np.array([size / 2, size / 2]) - rot @ np.array([x + w / 2, y + h / 2])
     return np.hstack([rot, shift[:, None]])
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """The grey crop that a 2x3 affine from frame pixels to crop pixels cuts out."""
+    return _warp(_grey(image), matrix, size)
 
 
 def crop_face(

@@ -4,10 +4,10 @@ The expression CNN is trained by ``edge-msa train face`` on FER2013 and
 shipped as ``models/face/expression.int8.onnx``. Its graph takes grey faces
 (B, 1, 48, 48) in 0..255 and does the centre crop to 40x40 and the per-image
 standardisation itself, so the only preprocessing
-here is geometric, done by :func:`edge_msa.vision.align.align_face`: with
-CenterFace's landmarks the face is rotated and scaled so the eyes sit level
-where FER2013's do in their 48x48 frames; without (Haar, or ``align=False``)
-a square crop around the detector box, grey, resized to 48x48.
+here is geometric, done by :func:`edge_msa.vision.align.align_face`: a square
+crop around the detector box, grey, resized to 48x48, turned with CenterFace's
+eye landmarks so that the eyes lean at most 5 degrees (not with Haar, or with
+``align=False``).
 
 The fusion model reads each face's embedding and probabilities; the v0
 baseline's valence from the probabilities lives in
