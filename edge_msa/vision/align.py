@@ -15,9 +15,8 @@ Measured on FER2013 PublicTest through the runtime's path
 (``scripts/face_align_check.py``, docs/models.md "Aligned crops"): this crop
 scores as the square one on upright faces and above it on tilted ones, and
 above a crop that puts the eyes at fixed places (a template of FER2013's
-median landmarks, scaled by sqrt(eye distance x eye-to-mouth distance):
-scaling by the mouth shrinks an open-mouthed face, so it loses what the
-mouth says).
+median landmarks, scaled by sqrt(eye distance x eye-to-mouth distance);
+probably because scaling by the mouth shrinks an open-mouthed face).
 
 Square (no landmarks: the Haar fallback, or ``align=False``): a square of
 the box's longer side (widened by ``margin``) around the box

@@ -10,7 +10,7 @@ Recipe (why each part is there):
   ``configs/face-small.toml``). The budget is 1 ms per face on one core.
 - Input: 40x40 crops of the 48x48 faces. One batched ``affine_grid`` draws
   the crop position (+-4 px), a small rotation (+-10 degrees), zoom
-  (0.9-1.1) and a horizontal flip together, then per-image standardisation
+  (``zoom``, 0.9-1.1) and a horizontal flip together, then per-image standardisation
   (zero mean, unit variance: robust to camera exposure) and random erasing.
   With ``camera`` (a share of the faces), those faces are first seen as
   through another camera: lower resolution, blur or sharpening, a gamma curve
