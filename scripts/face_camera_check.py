@@ -67,15 +67,17 @@ def noise(faces: np.ndarray) -> np.ndarray:
     return np.clip(faces + grain, 0, 255).astype(np.uint8)
 
 
+def affine(m: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda face: cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+
+
 def zoom(z: float) -> Callable[[np.ndarray], np.ndarray]:
     """The face z times as large in the crop (a tighter box), or smaller below 1."""
-    m = cv2.getRotationMatrix2D((23.5, 23.5), 0, z)
-    return lambda face: cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+    return affine(cv2.getRotationMatrix2D((23.5, 23.5), 0, z))
 
 
 def shift(dx: int, dy: int) -> Callable[[np.ndarray], np.ndarray]:
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return lambda face: cv2.warpAffine(face, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)
+    return affine(np.float32([[1, 0, dx], [0, 1, dy]]))
 
 
 def each(change: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
